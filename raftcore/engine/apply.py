@@ -1,0 +1,41 @@
+"""Handing committed entries to the state machine and answering clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftcore.commands import Apply, Respond
+from raftcore.engine.base import EngineBase
+from raftcore.errors import LocalProtocolError
+from raftcore.ids import LogId
+
+
+class ApplyHandler(EngineBase):
+    def _advance_apply(self) -> None:
+        target = self.committed.index
+        start = self.apply_requested + 1
+        if target < start:
+            return
+        start = max(start, self.log.first_index)
+        self.apply_requested = target
+        self._emit(Apply(tuple(self.log.entries(start, target + 1))))
+
+    def _on_applied(self, upto: LogId, results: tuple[tuple[int, Any], ...]) -> None:
+        if upto.index > self.apply_requested:
+            raise LocalProtocolError(
+                f"Applied({upto!r}) reports more than was handed out "
+                f"(up to index {self.apply_requested})"
+            )
+        if upto.index <= self.applied.index:
+            return
+        self.applied = upto
+        pw = self.pending_writes
+        if not pw:
+            return
+        got = dict(results)
+        while pw:
+            idx = next(iter(pw))
+            if idx > upto.index:
+                break
+            rid = pw.pop(idx)
+            self._emit(Respond(rid, got.get(idx)))

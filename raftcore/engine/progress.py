@@ -1,0 +1,60 @@
+"""A leader's view of one follower's replication."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from raftcore.ids import ZERO_LOG_ID, LogId
+
+
+class Progress:
+    """Replication state of one target (voter or learner).
+
+    ``probing``: at most one append in flight, looking for the match point.
+    Otherwise pipelining: up to the inflight window, ``next_index`` advanced
+    optimistically. ``inflight`` holds ``(seq, last_index, bytes, sent_at)``.
+    """
+
+    __slots__ = (
+        "acked_at",
+        "inflight",
+        "inflight_bytes",
+        "last_sent_at",
+        "matching",
+        "next_index",
+        "probing",
+        "reset_seq",
+    )
+
+    def __init__(self, next_index: int, now: float) -> None:
+        self.matching: LogId = ZERO_LOG_ID
+        self.next_index = next_index
+        self.probing = True
+        self.inflight: deque[tuple[int, int, int, float]] = deque()
+        self.inflight_bytes = 0
+        #: Conflict answers to requests sent before this seq are stale.
+        self.reset_seq = 0
+        self.last_sent_at = float("-inf")
+        #: ``sent_at`` of the latest request this follower acknowledged.
+        self.acked_at = now
+
+    def reset(self, next_index: int, seq: int) -> None:
+        """Back to probing from ``next_index``; forget what is in flight."""
+        self.next_index = max(next_index, self.matching.index + 1)
+        self.probing = True
+        self.inflight.clear()
+        self.inflight_bytes = 0
+        self.reset_seq = seq
+
+    def ack(self, seq: int) -> None:
+        """Requests up to ``seq`` are answered."""
+        fl = self.inflight
+        while fl and fl[0][0] <= seq:
+            self.inflight_bytes -= fl.popleft()[2]
+
+    def __repr__(self) -> str:
+        mode = "probe" if self.probing else "pipeline"
+        return (
+            f"Progress(matching={self.matching!r}, next={self.next_index}, {mode}, "
+            f"inflight={len(self.inflight)})"
+        )

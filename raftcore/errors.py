@@ -1,0 +1,89 @@
+"""Error types.
+
+Following h11, errors are split by whose fault they are:
+
+- ``LocalProtocolError``: the caller misused the API (bad config, an event the
+  engine cannot take in its state). Raised; nothing was changed.
+- ``RemoteProtocolError``: a peer sent something malformed or impossible.
+  Raised by the codec and the engine boundary before any state changes; the
+  node keeps running.
+- ``ClientError`` and subclasses: outcomes of client requests (not leader,
+  stopped, ...). They are values carried by ``Respond`` commands; adapters
+  raise them to their callers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from raftcore.ids import NodeId
+
+
+class RaftError(Exception):
+    """Base of every raftcore error."""
+
+
+class LocalProtocolError(RaftError):
+    """The local caller misused the API."""
+
+
+class RemoteProtocolError(RaftError):
+    """A peer sent a malformed or impossible message."""
+
+
+class ConfigError(LocalProtocolError, ValueError):
+    """A configuration value is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class EngineStopped(LocalProtocolError):
+    """The engine has stopped (storage failure) and takes no more events."""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class ClientError(RaftError):
+    """Base of client-request outcomes that are not results."""
+
+    def __str__(self) -> str:
+        return repr(self)
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class NotLeader(ClientError):
+    """This node is not the leader; ``leader_id``/``leader_info`` when known."""
+
+    leader_id: NodeId | None = None
+    leader_info: Any = None
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class LeadershipLost(ClientError):
+    """The leader lost leadership before the request's outcome was known.
+
+    The entry may or may not commit later: the outcome is unknown.
+    """
+
+    leader_id: NodeId | None = None
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class NodeStopped(ClientError):
+    """The engine stopped (e.g. storage failure) before answering."""
+
+    reason: str = ""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class NotInitialized(ClientError):
+    """The node has no membership yet."""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class AlreadyInitialized(ClientError):
+    """Initialize was called on a node that already has a log or a vote."""

@@ -1,0 +1,57 @@
+"""What a node hands the engine on start, and what it can read back."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from raftcore.entries import Entry
+from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, NodeId, Vote
+from raftcore.membership import Membership
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+    #: Not a voter of the effective membership (or no membership yet).
+    LEARNER = "learner"
+
+
+@attrs.frozen
+class RecoveredState:
+    """The durable state a node restarts from.
+
+    ``entries`` are the log entries after ``last_purged`` (contiguous);
+    ``committed`` is the last commit index the node knew, if stored;
+    ``applied`` is the last entry a durable state machine has applied (leave it
+    at ``ZERO_LOG_ID`` for a state machine rebuilt from scratch on start).
+    """
+
+    vote: Vote = INITIAL_VOTE
+    entries: tuple[Entry, ...] = ()
+    last_purged: LogId = ZERO_LOG_ID
+    committed: LogId = ZERO_LOG_ID
+    applied: LogId = ZERO_LOG_ID
+
+
+@attrs.frozen
+class Metrics:
+    """A snapshot of one engine's state, for monitoring and tests."""
+
+    node_id: NodeId
+    role: Role
+    vote: Vote
+    leader_id: NodeId | None
+    last_log_id: LogId
+    committed: LogId
+    applied: LogId
+    membership: Membership | None
+    #: Leader only: each follower's matching log id.
+    replication: Mapping[NodeId, LogId] = attrs.field(factory=dict)
+    stopped: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
