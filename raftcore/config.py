@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from raftcore.errors import ConfigError
@@ -9,8 +11,13 @@ from raftcore.ids import LeaderIdMode
 
 
 def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(name, f"must be a positive number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(name, f"must be a positive finite number, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

@@ -48,10 +48,22 @@ class EngineStopped(LocalProtocolError):
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
 class ClientError(RaftError):
-    """Base of client-request outcomes that are not results."""
+    """Base of client-request outcomes that are not results.
+
+    They compare by type and fields (attrs' ``auto_exc`` keeps exceptions
+    identity-compared), so commands carrying them are comparable values.
+    """
 
     def __str__(self) -> str:
         return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and attrs.astuple(self, recurse=False) == (
+            attrs.astuple(other, recurse=False)  # type: ignore[arg-type]
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), attrs.astuple(self, recurse=False)))
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)

@@ -18,6 +18,8 @@ class ApplyHandler(EngineBase):
             return
         start = max(start, self.log.first_index)
         self.apply_requested = target
+        if start > target:
+            return
         self._emit(Apply(tuple(self.log.entries(start, target + 1))))
 
     def _on_applied(self, upto: LogId, results: tuple[tuple[int, Any], ...]) -> None:

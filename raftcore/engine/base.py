@@ -183,7 +183,7 @@ class EngineBase:
         """Leaving leadership: answer writes whose outcome is now unknown."""
         self.progress = {}
         c = self.committed.index
-        leader = self.leader_id()
+        leader = self.vote.node_id if self.vote.node_id != self.node_id else None
         for idx in [i for i in self.pending_writes if i > c]:
             rid = self.pending_writes.pop(idx)
             self._out.append(Respond(rid, None, LeadershipLost(leader)))
@@ -194,8 +194,9 @@ class EngineBase:
         self._become_follower(now)
 
     def leader_id(self) -> NodeId | None:
+        """The leader this node knows of, if any (never itself after stepping down)."""
         v = self.vote
-        if v.committed:
+        if v.committed and (v.node_id != self.node_id or self.role is Role.LEADER):
             return v.node_id
         return None
 

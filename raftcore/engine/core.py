@@ -95,8 +95,8 @@ class Engine(LeaderHandler, FollowerHandler, ElectionHandler, ApplyHandler):
         self.stopped = None
         self._last_now = now
         self._out = []
+        # Arms the election timer when this node is a voter.
         self._membership_changed()
-        self._reset_election_timer(now)
         # Entries known committed but not applied yet are applied on the first call.
         self._advance_apply()
         self._dispatch: dict[type, Callable[[Any, float], None]] = {
@@ -118,7 +118,7 @@ class Engine(LeaderHandler, FollowerHandler, ElectionHandler, ApplyHandler):
         """Feed one event at time ``now``; returns the commands to execute in order."""
         if self.stopped is not None:
             return []
-        if now < self._last_now:
+        if not now >= self._last_now:  # also refuses NaN
             raise LocalProtocolError(f"time went backwards: {now} < {self._last_now}")
         handler = self._dispatch.get(type(event))
         if handler is None:

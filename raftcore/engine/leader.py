@@ -25,7 +25,8 @@ class LeaderHandler(EngineBase):
         self.election_deadline = None
         self.granted = set()
         self.progress = {}
-        self.pending_writes = {}
+        # pending_writes is kept: writes from an earlier leadership that had
+        # committed are still answered when they apply.
         self.leader_first_index = self.log.last_index + 1
         self._sync_progress()
         self._leader_append([blank(LogId(v.term, self.node_id, self.leader_first_index))], now)
@@ -140,13 +141,14 @@ class LeaderHandler(EngineBase):
         if resp.sent_at > p.acked_at:
             p.acked_at = resp.sent_at
         if resp.success:
-            p.ack(resp.seq)
+            p.ack(resp.seq, resp.matching.index)
             if resp.matching > p.matching:
                 p.matching = resp.matching
                 if p.next_index <= p.matching.index:
                     p.next_index = p.matching.index + 1
                 self._leader_commit()
-            if p.probing and resp.seq >= p.reset_seq:
+            if p.probing and resp.seq >= p.reset_seq and p.matching.index + 1 >= p.next_index:
+                # The match point is found: everything sent is confirmed.
                 p.probing = False
         else:
             if resp.seq < p.reset_seq:

@@ -46,10 +46,15 @@ class Progress:
         self.inflight_bytes = 0
         self.reset_seq = seq
 
-    def ack(self, seq: int) -> None:
-        """Requests up to ``seq`` are answered."""
+    def ack(self, seq: int, matching_index: int) -> None:
+        """A response to request ``seq`` confirmed entries up to ``matching_index``.
+
+        An earlier request whose entries are not confirmed stays in flight even
+        if a later one (a heartbeat) was answered: it may have been lost, and
+        the replication timeout must still see it.
+        """
         fl = self.inflight
-        while fl and fl[0][0] <= seq:
+        while fl and fl[0][0] <= seq and fl[0][1] <= matching_index:
             self.inflight_bytes -= fl.popleft()[2]
 
     def __repr__(self) -> str:

@@ -66,6 +66,7 @@ class MemNode:
     def restart(self, now: float) -> None:
         """Crash (losing nothing: storage here is always durable) and restart."""
         self.applied = []
+        self.unflushed = 0
         self.engine = Engine(
             self.node_id,
             self.config,
