@@ -59,7 +59,7 @@ class ClientError(RaftError):
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and attrs.astuple(self, recurse=False) == (
-            attrs.astuple(other, recurse=False)  # type: ignore[arg-type]
+            attrs.astuple(other, recurse=False)
         )
 
     def __hash__(self) -> int:
