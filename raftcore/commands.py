@@ -12,51 +12,50 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
-
+from raftcore._values import value
 from raftcore.entries import Entry
 from raftcore.errors import ClientError
 from raftcore.ids import NodeId, Vote
 from raftcore.messages import Message
 
 
-@attrs.frozen
-class SaveVote:
+@value
+class SaveVote(NamedTuple):
     io_id: int
     vote: Vote
 
 
-@attrs.frozen
-class AppendLog:
+@value
+class AppendLog(NamedTuple):
     io_id: int
     entries: tuple[Entry, ...]
 
 
-@attrs.frozen
-class TruncateLog:
+@value
+class TruncateLog(NamedTuple):
     """Delete every entry with index >= ``since``."""
 
     io_id: int
     since: int
 
 
-@attrs.frozen
-class Send:
+@value
+class Send(NamedTuple):
     to: NodeId
     message: Message
 
 
-@attrs.frozen
-class Apply:
+@value
+class Apply(NamedTuple):
     """Apply these committed entries, in order, to the state machine."""
 
     entries: tuple[Entry, ...]
 
 
-@attrs.frozen
-class Respond:
+@value
+class Respond(NamedTuple):
     """Answer a client request: ``error`` is ``None`` on success."""
 
     request_id: Hashable
@@ -64,8 +63,8 @@ class Respond:
     error: ClientError | None = None
 
 
-@attrs.frozen
-class Stopped:
+@value
+class Stopped(NamedTuple):
     reason: str
 
 

@@ -8,6 +8,9 @@ from typing import Any, NamedTuple
 from raftcore.ids import LogId
 from raftcore.membership import Membership
 
+# A tuple, not a union: isinstance() with a tuple is several times faster.
+_SIZED = (bytes, bytearray, str)
+
 
 class EntryKind(enum.IntEnum):
     BLANK = 0
@@ -39,7 +42,7 @@ class Entry(NamedTuple):
     def size_hint(self) -> int:
         """A cheap estimate of the entry's encoded size, for byte budgets."""
         d = self.data
-        if isinstance(d, bytes | bytearray | str):
+        if isinstance(d, _SIZED):
             return 24 + len(d)
         return 32
 

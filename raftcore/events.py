@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
-
+from raftcore._values import value
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import Membership
 from raftcore.messages import Message
 
 
-@attrs.frozen
-class Initialize:
+@value
+class Initialize(NamedTuple):
     """Form a new cluster whose first membership is ``membership``.
 
     Call it on one node (or on every node with the same membership). Raises
@@ -23,8 +22,8 @@ class Initialize:
     membership: Membership
 
 
-@attrs.frozen
-class ClientWrite:
+@value
+class ClientWrite(NamedTuple):
     """Append ``data`` to the log. Answered by ``Respond(request_id, ...)``
     with the state machine's result once applied, or with an error."""
 
@@ -32,26 +31,26 @@ class ClientWrite:
     data: Any
 
 
-@attrs.frozen
-class ClientWriteBatch:
+@value
+class ClientWriteBatch(NamedTuple):
     """Several writes at once: one log append, one replication round."""
 
     requests: tuple[tuple[Hashable, Any], ...]
 
 
-@attrs.frozen
-class MessageReceived:
+@value
+class MessageReceived(NamedTuple):
     sender: NodeId
     message: Message
 
 
-@attrs.frozen
-class Wakeup:
+@value
+class Wakeup(NamedTuple):
     """The caller's timer fired (at or after ``Engine.next_deadline``)."""
 
 
-@attrs.frozen
-class IoFlushed:
+@value
+class IoFlushed(NamedTuple):
     """Every storage command with ``io_id <= io_id`` is durable.
 
     Storage commands run in order, so one completion covers all earlier ones
@@ -61,8 +60,8 @@ class IoFlushed:
     io_id: int
 
 
-@attrs.frozen
-class Applied:
+@value
+class Applied(NamedTuple):
     """The state machine applied every entry up to ``upto``.
 
     ``results`` maps the index of each applied normal entry to its result;
@@ -73,20 +72,20 @@ class Applied:
     results: tuple[tuple[int, Any], ...] = ()
 
 
-@attrs.frozen
-class StorageFailed:
+@value
+class StorageFailed(NamedTuple):
     """A storage command failed: the engine stops and takes no more events."""
 
     reason: str
 
 
-@attrs.frozen
-class TriggerElection:
+@value
+class TriggerElection(NamedTuple):
     """Start an election now (no pre-vote), if this node is a voter."""
 
 
-@attrs.frozen
-class TriggerHeartbeat:
+@value
+class TriggerHeartbeat(NamedTuple):
     """As leader, send a heartbeat to every follower now."""
 
 

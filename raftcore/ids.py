@@ -95,6 +95,8 @@ def compare_votes(a: Vote, b: Vote, mode: LeaderIdMode) -> int | None:
     can never both be committed; a committed one is then the greater, which
     keeps a follower of an established leader from granting a rival.
     """
+    if a == b:
+        return 0
     c = compare_leader(a.term, a.node_id, b.term, b.node_id, mode)
     if c == 0:
         if a.committed == b.committed:

@@ -8,14 +8,15 @@ without keeping per-request state.
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
+from raftcore._values import value
 from raftcore.entries import Entry
 from raftcore.ids import LogId, Vote
 
 
-@attrs.frozen
-class VoteRequest:
+@value
+class VoteRequest(NamedTuple):
     vote: Vote
     last_log_id: LogId
     #: A pre-vote asks "would you vote for me?" without changing anyone's vote.
@@ -24,8 +25,8 @@ class VoteRequest:
     transfer: bool = False
 
 
-@attrs.frozen
-class VoteResponse:
+@value
+class VoteResponse(NamedTuple):
     #: The responder's vote after handling the request.
     vote: Vote
     granted: bool
@@ -35,8 +36,8 @@ class VoteResponse:
     pre_vote: bool = False
 
 
-@attrs.frozen
-class AppendRequest:
+@value
+class AppendRequest(NamedTuple):
     vote: Vote
     prev_log_id: LogId
     entries: tuple[Entry, ...]
@@ -46,8 +47,8 @@ class AppendRequest:
     sent_at: float
 
 
-@attrs.frozen
-class AppendResponse:
+@value
+class AppendResponse(NamedTuple):
     #: The responder's vote: equal to the request's when the leader was accepted.
     vote: Vote
     success: bool

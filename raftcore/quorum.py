@@ -10,6 +10,7 @@ the lease time from acknowledgement times).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Protocol, TypeVar
 
 from raftcore.ids import NodeId
@@ -70,7 +71,7 @@ class Majority:
     is_commit_quorum = is_election_quorum
 
     def quorum_value(self, values: Mapping[NodeId, V], default: V) -> V:
-        got = sorted((values.get(n, default) for n in self._sorted), reverse=True)
+        got = sorted(map(values.get, self._sorted, repeat(default)), reverse=True)
         return got[self._need - 1]
 
 

@@ -34,10 +34,16 @@ class ApplyHandler(EngineBase):
         pw = self.pending_writes
         if not pw:
             return
-        got = dict(results)
+        get = dict(results).get
+        if next(reversed(pw)) <= upto.index:
+            # Every waiting write is answered (the usual case): no per-write pops.
+            new = tuple.__new__
+            self._out.extend([new(Respond, (rid, get(idx), None)) for idx, rid in pw.items()])
+            pw.clear()
+            return
         while pw:
             idx = next(iter(pw))
             if idx > upto.index:
                 break
             rid = pw.pop(idx)
-            self._emit(Respond(rid, got.get(idx)))
+            self._emit(Respond(rid, get(idx)))

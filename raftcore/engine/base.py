@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Iterable
+from operator import itemgetter
 from typing import Protocol
 
 from raftcore.commands import AppendLog, Command, Respond, SaveVote, Send, TruncateLog
@@ -26,6 +27,8 @@ from raftcore.quorum import QuorumSet
 from raftcore.state import Role
 
 NEVER = float("-inf")
+_MEMBERSHIP = EntryKind.MEMBERSHIP
+_KIND = itemgetter(1)
 
 
 class Rng(Protocol):
@@ -69,6 +72,10 @@ class EngineBase:
     stopped: str | None
     #: The ``now`` of the event being handled.
     _last_now: float
+    #: ``is_voter()`` of the effective membership, kept by ``_membership_changed``.
+    _self_voter: bool
+    #: The randomized timeout drawn at the last reset.
+    _election_timeout: float
     _out: list[Command]
 
     # -- output ------------------------------------------------------------
@@ -101,17 +108,16 @@ class EngineBase:
         self._out.append(SaveVote(io_id, vote))
         return io_id
 
-    def _append(self, entries: list[Entry]) -> None:
+    def _append(self, entries: list[Entry], normal_only: bool = False) -> None:
         self.log.append(entries)
         io_id = self.io.issue(self.vote, entries[-1].log_id)
         self._out.append(AppendLog(io_id, tuple(entries)))
-        changed = False
+        if normal_only or _MEMBERSHIP not in map(_KIND, entries):
+            return
         for e in entries:
             if e.kind is EntryKind.MEMBERSHIP:
                 self.memberships.append((e.log_id, e.data))
-                changed = True
-        if changed:
-            self._membership_changed()
+        self._membership_changed()
 
     def _truncate(self, since: int) -> None:
         self.log.truncate(since)
@@ -130,6 +136,7 @@ class EngineBase:
     def _membership_changed(self) -> None:
         self.membership = self.memberships[-1][1] if self.memberships else None
         self.quorum = self.membership.quorum_set() if self.membership is not None else None
+        self._self_voter = self.membership is not None and self.membership.is_voter(self.node_id)
         if self.role is Role.LEADER:
             self._sync_progress()
         elif self.is_voter():
@@ -164,13 +171,25 @@ class EngineBase:
     # -- roles ---------------------------------------------------------------
 
     def _reset_election_timer(self, now: float, extra: float = 0.0) -> None:
-        if self.is_voter():
+        """Draw a new randomized election timeout and start it at ``now``."""
+        if self._self_voter:
             c = self.config
-            self.election_deadline = (
-                now + extra + self.rng.uniform(c.election_timeout_min, c.election_timeout_max)
+            self._election_timeout = self.rng.uniform(
+                c.election_timeout_min, c.election_timeout_max
             )
+            self.election_deadline = now + extra + self._election_timeout
         else:
             self.election_deadline = None
+
+    def _restart_election_timer(self, now: float) -> None:
+        """Heard from the leader: restart the timer with the timeout already drawn.
+
+        Drawn once per role change (as etcd does), not per message: the hot
+        path makes no rng call, and followers still time out at different
+        moments.
+        """
+        if self._self_voter:
+            self.election_deadline = now + self._election_timeout
 
     def _become_follower(self, now: float) -> None:
         if self.role is Role.LEADER:

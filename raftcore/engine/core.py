@@ -95,6 +95,7 @@ class Engine(LeaderHandler, FollowerHandler, ElectionHandler, ApplyHandler):
         self.stopped = None
         self._last_now = now
         self._out = []
+        self._election_timeout = config.election_timeout_max
         # Arms the election timer when this node is a voter.
         self._membership_changed()
         # Entries known committed but not applied yet are applied on the first call.
@@ -187,7 +188,8 @@ class Engine(LeaderHandler, FollowerHandler, ElectionHandler, ApplyHandler):
             return
         self._release_gated()
         if self.role is Role.LEADER:
-            self._leader_commit()
+            if self.io.durable_log_id.index > self.committed.index:
+                self._leader_commit()
         elif self.role is Role.CANDIDATE:
             self._self_vote_durable(now)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
+from raftcore.commands import Send
 from raftcore.engine.base import EngineBase
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse
 from raftcore.state import Role
+
+_LOG_ID = itemgetter(0)
+_INDEX = itemgetter(2)
 
 
 def _validate(sender: NodeId, req: AppendRequest) -> None:
@@ -16,6 +22,32 @@ def _validate(sender: NodeId, req: AppendRequest) -> None:
     prev = req.prev_log_id
     if prev.index < 0 or req.leader_commit < 0:
         raise RemoteProtocolError(f"append from {sender} has a negative index")
+    ents = req.entries
+    if ents:
+        # Fast path, all in C: indexes contiguous after prev and log ids
+        # sorted imply leader ids non-decreasing; then only the ends need
+        # checking against prev and the vote. Anything else takes the
+        # entry-by-entry path below, which names the offending entry.
+        if len(ents) == 1:
+            first = last = ents[0].log_id
+            ordered = first.index == prev.index + 1
+        else:
+            ids = list(map(_LOG_ID, ents))
+            first = ids[0]
+            last = ids[-1]
+            start = prev.index + 1
+            ordered = list(map(_INDEX, ids)) == list(range(start, start + len(ids))) and (
+                ids == sorted(ids)
+            )
+        if (
+            ordered
+            and (first.term, first.node_id) >= (prev.term, prev.node_id)
+            and (last.term, last.node_id) <= (v.term, v.node_id)
+            and (prev.term, prev.node_id) <= (v.term, v.node_id)
+        ):
+            return
+    elif (prev.term, prev.node_id) <= (v.term, v.node_id):
+        return
     expect = prev.index + 1
     last_leader = (prev.term, prev.node_id)
     for e in req.entries:
@@ -38,10 +70,11 @@ def _validate(sender: NodeId, req: AppendRequest) -> None:
 class FollowerHandler(EngineBase):
     def _on_append_request(self, sender: NodeId, req: AppendRequest, now: float) -> None:
         _validate(sender, req)
-        c = compare_votes(req.vote, self.vote, self.config.leader_id_mode)
-        if c is None or c < 0:
-            self._send(sender, self._append_reply(req, False, ZERO_LOG_ID, 0))
-            return
+        if req.vote != self.vote:
+            c = compare_votes(req.vote, self.vote, self.config.leader_id_mode)
+            if c is None or c < 0:
+                self._send(sender, self._append_reply(req, False, ZERO_LOG_ID, 0))
+                return
         log = self.log
         prev = req.prev_log_id
         committed = self.committed.index
@@ -50,7 +83,10 @@ class FollowerHandler(EngineBase):
         hint = 0
         truncate_at = 0
         new_from = len(req.entries)
-        if prev.index > log.last_index:
+        if prev == log.last_log_id():
+            # The common case: the entries go right after our last one.
+            new_from = 0
+        elif prev.index > log.last_index:
             hint = log.last_index + 1
         elif prev.index >= log.last_purged.index and log.log_id_at(prev.index) != prev:
             if prev.index <= committed:
@@ -83,7 +119,7 @@ class FollowerHandler(EngineBase):
         if self.role is not Role.FOLLOWER and self.role is not Role.LEARNER:
             self._become_follower(now)
         else:
-            self._reset_election_timer(now)
+            self._restart_election_timer(now)
         self.leader_heard_at = now
 
         if hint:
@@ -91,12 +127,20 @@ class FollowerHandler(EngineBase):
             return
         if truncate_at:
             self._truncate(truncate_at)
-        if new_from < len(req.entries):
-            self._append(list(req.entries[new_from:]))
-        matching = req.entries[-1].log_id if req.entries else prev
-        self._send_when_durable(sender, self._append_reply(req, True, matching, 0))
+        entries = req.entries
+        if new_from < len(entries):
+            self._append(list(entries[new_from:]) if new_from else list(entries))
+        matching = entries[-1].log_id if entries else prev
+        reply = AppendResponse(
+            self.vote, True, matching, 0, log.last_log_id(), req.seq, req.sent_at
+        )
+        io = self.io
+        if io.flushed == io.issued:
+            self._out.append(Send(sender, reply))
+        else:
+            self.gated.append((io.issued, Send(sender, reply)))
         upto = min(req.leader_commit, matching.index)
-        if upto > self.committed.index:
+        if upto > committed:
             lid = log.log_id_at(upto)
             assert lid is not None
             self.committed = lid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from operator import itemgetter
 from typing import Any
 
 from raftcore.commands import Respond
@@ -13,6 +14,8 @@ from raftcore.errors import NotLeader, RemoteProtocolError
 from raftcore.ids import LogId, NodeId, Vote, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse
 from raftcore.state import Role
+
+_RID = itemgetter(0)
 
 
 class LeaderHandler(EngineBase):
@@ -55,14 +58,18 @@ class LeaderHandler(EngineBase):
             return
         term = self.vote.term
         me = self.node_id
-        idx = self.log.last_index
-        entries = []
-        pw = self.pending_writes
-        for rid, data in requests:
-            idx += 1
-            entries.append(Entry(LogId(term, me, idx), EntryKind.NORMAL, data))
-            pw[idx] = rid
-        self._leader_append(entries, now)
+        first = self.log.last_index + 1
+        # tuple.__new__ skips the NamedTuple constructors' Python-level __new__.
+        new = tuple.__new__
+        normal = EntryKind.NORMAL
+        entries = [
+            new(Entry, (new(LogId, (term, me, idx)), normal, data))
+            for idx, (_, data) in enumerate(requests, first)
+        ]
+        self.pending_writes.update(
+            zip(range(first, first + len(requests)), map(_RID, requests), strict=True)
+        )
+        self._leader_append(entries, now, normal_only=True)
 
     def _not_leader(self) -> NotLeader:
         lid = self.leader_id()
@@ -71,8 +78,8 @@ class LeaderHandler(EngineBase):
         m = self.membership
         return NotLeader(lid, m.node_info(lid) if m is not None else None)
 
-    def _leader_append(self, entries: list[Entry], now: float) -> None:
-        self._append(entries)
+    def _leader_append(self, entries: list[Entry], now: float, normal_only: bool = False) -> None:
+        self._append(entries, normal_only)
         if not self.progress:
             return
         for n, p in self.progress.items():
@@ -97,9 +104,8 @@ class LeaderHandler(EngineBase):
             if prev is None:
                 # Purged: the follower needs a snapshot (not handled yet).
                 return
-            ents = log.batch(p.next_index, c.max_entries_per_append, c.max_bytes_per_append)
+            ents, nbytes = log.batch(p.next_index, c.max_entries_per_append, c.max_bytes_per_append)
             self.seq += 1
-            nbytes = sum(e.size_hint() for e in ents) if len(ents) < 64 else 64 * len(ents)
             end = ents[-1].log_id.index
             p.inflight.append((self.seq, end, nbytes, now))
             p.inflight_bytes += nbytes
@@ -121,41 +127,44 @@ class LeaderHandler(EngineBase):
         )
 
     def _on_append_response(self, sender: NodeId, resp: AppendResponse, now: float) -> None:
-        c = compare_votes(resp.vote, self.vote, self.config.leader_id_mode)
-        if c is not None and c > 0:
-            self._adopt_vote(resp.vote, now)
+        if resp.vote != self.vote:
+            c = compare_votes(resp.vote, self.vote, self.config.leader_id_mode)
+            if c is not None and c > 0:
+                self._adopt_vote(resp.vote, now)
             return
-        if self.role is not Role.LEADER or resp.vote != self.vote:
+        if self.role is not Role.LEADER:
             return
         p = self.progress.get(sender)
         if p is None:
             return
-        if resp.success:
-            m = resp.matching
-            if m.index > self.log.last_index or (
-                m.index > 0 and self.log.log_id_at(m.index) not in (m, None)
-            ):
-                raise RemoteProtocolError(
-                    f"append response from {sender} claims {m!r}, which the leader never sent"
-                )
+        log = self.log
+        m = resp.matching
+        if resp.success and (
+            m.index > log.last_index or (m.index > 0 and log.log_id_at(m.index) not in (m, None))
+        ):
+            raise RemoteProtocolError(
+                f"append response from {sender} claims {m!r}, which the leader never sent"
+            )
         if resp.sent_at > p.acked_at:
             p.acked_at = resp.sent_at
         if resp.success:
-            p.ack(resp.seq, resp.matching.index)
-            if resp.matching > p.matching:
-                p.matching = resp.matching
-                if p.next_index <= p.matching.index:
-                    p.next_index = p.matching.index + 1
-                self._leader_commit()
+            p.ack(resp.seq, m.index)
+            if m > p.matching:
+                p.matching = m
+                if p.next_index <= m.index:
+                    p.next_index = m.index + 1
+                if m.index > self.committed.index:
+                    self._leader_commit()
             if p.probing and resp.seq >= p.reset_seq and p.matching.index + 1 >= p.next_index:
                 # The match point is found: everything sent is confirmed.
                 p.probing = False
         else:
             if resp.seq < p.reset_seq:
                 return
-            hint = max(1, min(resp.conflict_hint, self.log.last_index + 1))
+            hint = max(1, min(resp.conflict_hint, log.last_index + 1))
             p.reset(hint, self.seq + 1)
-        self._replicate(sender, p, now)
+        if p.next_index <= log.last_index:
+            self._replicate(sender, p, now)
 
     # -- commit ---------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 
 from raftcore.entries import Entry
 from raftcore.ids import ZERO_LOG_ID, LogId
@@ -14,12 +16,15 @@ class Log:
     Every lookup is O(1) or O(log n): the hot path never scans the log.
     """
 
-    __slots__ = ("_entries", "first_index", "last_purged")
+    __slots__ = ("_cum", "_entries", "first_index", "last_purged")
 
     def __init__(self, entries: Sequence[Entry] = (), last_purged: LogId = ZERO_LOG_ID) -> None:
         self.last_purged = last_purged
         self.first_index = last_purged.index + 1
         self._entries: list[Entry] = list(entries)
+        #: ``_cum[k]``: estimated bytes of ``_entries[:k]``; extended lazily by
+        #: ``batch``, so each entry is sized once however many followers read it.
+        self._cum: list[int] = [0]
         for i, e in enumerate(self._entries):
             if e.log_id.index != self.first_index + i:
                 raise ValueError(
@@ -54,17 +59,24 @@ class Log:
         f = self.first_index
         return self._entries[start - f : end - f]
 
-    def batch(self, start: int, max_count: int, max_bytes: int) -> list[Entry]:
-        """Entries from ``start`` bounded by count and (estimated) bytes; at least one."""
-        f = self.first_index
-        out = self._entries[start - f : start - f + max_count]
-        if max_bytes and len(out) > 1:
-            total = 0
-            for n, e in enumerate(out):
-                total += e.size_hint()
-                if total > max_bytes and n > 0:
-                    return out[:n]
-        return out
+    def batch(self, start: int, max_count: int, max_bytes: int) -> tuple[list[Entry], int]:
+        """Entries from ``start`` bounded by count and (estimated) bytes; at least one.
+
+        Returns the entries and their estimated size in bytes.
+        """
+        lo = start - self.first_index
+        ents = self._entries
+        hi = min(lo + max_count, len(ents))
+        cum = self._cum
+        if len(cum) <= hi:
+            done = len(cum) - 1
+            cum.extend(accumulate(map(Entry.size_hint, ents[done:hi]), initial=cum[-1]))
+            del cum[done + 1]  # accumulate() repeats its initial value first
+        base = cum[lo]
+        if cum[hi] - base > max_bytes and hi - lo > 1:
+            # The longest prefix within budget, but never less than one entry.
+            hi = max(lo + 1, bisect_right(cum, base + max_bytes, lo + 1, hi + 1) - 1)
+        return ents[lo:hi], cum[hi] - base
 
     def append(self, entries: Iterable[Entry]) -> None:
         self._entries.extend(entries)
@@ -72,6 +84,7 @@ class Log:
     def truncate(self, since: int) -> None:
         """Remove every entry with index >= ``since``."""
         del self._entries[since - self.first_index :]
+        del self._cum[since - self.first_index + 1 :]
 
     def first_index_of_leader(self, index: int) -> int:
         """The first index whose entry has the same leader id as the entry at ``index``.
