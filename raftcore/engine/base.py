@@ -22,7 +22,7 @@ from raftcore.entries import Entry, EntryKind
 from raftcore.errors import LeadershipLost
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
-from raftcore.messages import Message
+from raftcore.messages import AppendResponse, Message
 from raftcore.quorum import QuorumSet
 from raftcore.state import Role
 
@@ -123,6 +123,19 @@ class EngineBase:
         self.log.truncate(since)
         new_last = self.log.last_log_id()
         self.io.clamp(since, new_last)
+        if self.gated:
+            # An acknowledgement still waiting for its flush must not claim an
+            # entry this truncation replaces: by the time it could be sent,
+            # the durable log holds a different entry at that index.
+            self.gated = deque(
+                (io, s)
+                for io, s in self.gated
+                if not (
+                    type(s.message) is AppendResponse
+                    and s.message.success
+                    and s.message.matching.index >= since
+                )
+            )
         io_id = self.io.issue(self.vote, new_last)
         self._out.append(TruncateLog(io_id, since))
         ms = self.memberships

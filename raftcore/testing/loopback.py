@@ -159,7 +159,7 @@ class LoopbackCluster:
     # -- conveniences ----------------------------------------------------------
 
     def initialize(self, node_id: NodeId, voters: Iterable[NodeId] | None = None) -> None:
-        m = Membership.of(voters if voters is not None else self.nodes)
+        m = Membership.of(list(voters) if voters is not None else list(self.nodes))
         self.handle(node_id, Initialize(m))
         self.deliver_all()
 

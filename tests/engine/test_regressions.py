@@ -374,9 +374,10 @@ def test_old_flush_does_not_confirm_new_entries_at_the_same_index() -> None:
         TruncateLog(3, 2),
         AppendLog(4, (n2,)),
     ]
-    out = e.handle(IoFlushed(1), 0.0)
-    # Only the old leader may hear about io 1, and only about its own entries.
-    assert out == [Send(1, AppendResponse(old_leader, True, a3.log_id, 0, a3.log_id, 1, 0.0))]
+    # The old leader's ack would claim 1-1-3, which the node has already
+    # decided to replace: it is withdrawn (simulator seeds 298 and 469 caught
+    # it being sent after the replacement was durable).
+    assert e.handle(IoFlushed(1), 0.0) == []
     # The node's own record of what is durable does not claim index 2 or 3.
     assert e.io.durable_log_id == MEMBERSHIP_ID
     assert e.handle(IoFlushed(3), 0.0) == []
@@ -399,9 +400,8 @@ def test_new_leader_does_not_count_itself_with_a_flush_from_before_truncation() 
     ]
     n2 = ent(2, 3, 2)
     recv(e, 3, AppendRequest(new_leader, MEMBERSHIP_ID, (n2,), 0, 1, 0.0), 0.0)
-    assert e.handle(IoFlushed(1), 0.0) == [
-        Send(2, AppendResponse(old_leader, True, x[-1].log_id, 0, x[-1].log_id, 1, 0.0))
-    ]
+    # No ack for 1-2-4: the truncation withdrew it.
+    assert e.handle(IoFlushed(1), 0.0) == []
     assert e.io.durable_log_id == MEMBERSHIP_ID  # not 1-2-4, not 2-3-2
     v3 = Vote(3, 1, False)
     assert e.handle(TriggerElection(), 1.0) == [SaveVote(5, v3)]
@@ -493,3 +493,26 @@ def test_heartbeat_answer_does_not_hide_a_lost_append() -> None:
                 recv(e, 2, ack(r), now)
     assert resent, "the lost entry was never sent again"
     assert now <= 1.0 + 0.25
+
+
+def test_truncation_withdraws_an_unsent_ack_for_replaced_entries() -> None:
+    """Simulator seeds 298/469: a follower's ack to leader A waited for its
+    flush; leader B's append then truncated and replaced A's entry at the same
+    index. Once everything was durable, the ack went out claiming A's entry,
+    which the durable log no longer held. The ack must be withdrawn; the ack
+    to B (for the entry that replaced it) goes out after the flush."""
+    a_vote, b_vote = Vote(6, 4, True), Vote(7, 1, True)
+    e = engine(5, voters=(1, 2, 3, 4, 5), vote=a_vote)
+    a2 = ent(6, 4, 2, "from-a")
+    assert recv(e, 4, AppendRequest(a_vote, MEMBERSHIP_ID, (a2,), 0, 9, 0.0)) == [
+        AppendLog(1, (a2,))
+    ]
+    b2 = ent(7, 1, 2, "from-b")
+    assert recv(e, 1, AppendRequest(b_vote, MEMBERSHIP_ID, (b2,), 0, 3, 0.1), 0.1) == [
+        SaveVote(2, b_vote),
+        TruncateLog(3, 2),
+        AppendLog(4, (b2,)),
+    ]
+    assert e.handle(IoFlushed(4), 0.2) == [
+        Send(1, AppendResponse(b_vote, True, b2.log_id, 0, b2.log_id, 3, 0.1))
+    ]

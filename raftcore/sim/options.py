@@ -1,0 +1,268 @@
+"""Simulation options, and how a seed fills in the ones left open.
+
+Every option left as ``None`` is drawn from the seed (from its own random
+stream, so fixing one option never changes the others), which lets a
+campaign over many seeds cover both leader-id modes, pre-vote on and off,
+3- and 5-node clusters and a range of fault rates, while any single seed
+replays exactly: ``ResolvedOptions.cli_args()`` spells out the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from raftcore.config import Config
+from raftcore.ids import LeaderIdMode
+from raftcore.sim.rng import Rng
+
+__all__ = ["FAULT_KINDS", "ResolvedOptions", "SimOptions", "parse_faults"]
+
+_FLAG_ATTRS = {
+    "--max-entries": "max_entries_per_append",
+    "--fault-interval": "fault_interval",
+    "--loss": "loss",
+    "--dup": "dup",
+    "--clock-drift": "clock_drift",
+    "--clients": "clients",
+    "--keys": "keys",
+    "--client-timeout": "client_timeout",
+    "--liveness-timeouts": "liveness_timeouts",
+}
+
+
+#: ``net``: loss, duplication, delay and reordering bursts on top of a low
+#: base rate, and rare stragglers seconds late. ``partition``: symmetric,
+#: one-way, partial and bridge partitions. ``crash``: crash-restart
+#: (unflushed writes lost), disk failures (``StorageFailed``) and process
+#: pauses. ``drift``: per-node clock rate
+#: drift and offset. ``election``: forced elections (``TriggerElection``,
+#: which skips pre-vote and the leader lease) and forced heartbeats.
+FAULT_KINDS: tuple[str, ...] = ("net", "partition", "crash", "drift", "election")
+
+
+def parse_faults(spec: str | Iterable[str]) -> frozenset[str]:
+    """``"all"``, ``"none"``, ``"net,crash"`` or an iterable of kinds."""
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s in ("all", "*"):
+            return frozenset(FAULT_KINDS)
+        if s in ("none", ""):
+            return frozenset()
+        items: Iterable[str] = (p.strip() for p in s.split(","))
+    else:
+        items = spec
+    out = frozenset(p for p in items if p)
+    bad = sorted(out - set(FAULT_KINDS))
+    if bad:
+        raise ValueError(f"unknown fault kind(s) {bad}; choose from {', '.join(FAULT_KINDS)}")
+    return out
+
+
+def _faults_converter(spec: str | Iterable[str]) -> frozenset[str]:
+    return parse_faults(spec)
+
+
+@attrs.frozen(kw_only=True)
+class SimOptions:
+    """What to simulate. ``None`` means: let the seed choose."""
+
+    seed: int = 0
+    nodes: int | None = None
+    #: Engine steps (``handle`` calls) in the faults phase; healing follows.
+    steps: int = 20000
+    faults: frozenset[str] = attrs.field(default="all", converter=_faults_converter)
+    leader_id_mode: LeaderIdMode | None = None
+    pre_vote: bool | None = None
+    check_quorum: bool | None = None
+    max_entries_per_append: int | None = None
+    #: Mean virtual seconds between injected faults.
+    fault_interval: float | None = None
+    #: Base per-message loss and duplication rates (with ``net`` faults).
+    loss: float | None = None
+    dup: float | None = None
+    #: Bound on each node's clock rate error (with ``drift`` faults).
+    clock_drift: float = 0.01
+    clients: int = 3
+    keys: int = 3
+    client_timeout: float = 1.0
+    election_timeout_min: float = 0.150
+    election_timeout_max: float = 0.300
+    heartbeat_interval: float = 0.050
+    #: After healing, a leader must be elected and a write answered within
+    #: this many ``election_timeout_max``; every node must then catch up
+    #: within as long again.
+    liveness_timeouts: float = 10.0
+    check_linearizability: bool = True
+    #: Stop the run at the first safety violation.
+    stop_on_violation: bool = True
+
+    def resolve(self) -> ResolvedOptions:
+        """Fill the open options from the seed."""
+        r = Rng(self.seed).fork("options")
+        # Draw everything, always, in a fixed order, so that fixing one option
+        # leaves the others (and so the whole run) unchanged.
+        d_nodes = r.choice((3, 5))
+        d_mode = r.choice((LeaderIdMode.ADVANCED, LeaderIdMode.STANDARD))
+        d_pre_vote = r.chance(0.5)
+        d_check_quorum = r.chance(0.75)
+        d_max_entries = r.choice((3, 32, 256))
+        d_interval = round(r.uniform(0.15, 0.8), 3)
+        d_loss = r.choice((0.0, 0.005, 0.02))
+        d_dup = r.choice((0.0, 0.005, 0.02))
+        nodes = self.nodes if self.nodes is not None else d_nodes
+        if nodes < 1:
+            raise ValueError(f"nodes must be >= 1, got {nodes}")
+        return ResolvedOptions(
+            seed=self.seed,
+            nodes=nodes,
+            steps=self.steps,
+            faults=self.faults,
+            leader_id_mode=self.leader_id_mode or d_mode,
+            pre_vote=self.pre_vote if self.pre_vote is not None else d_pre_vote,
+            check_quorum=self.check_quorum if self.check_quorum is not None else d_check_quorum,
+            max_entries_per_append=self.max_entries_per_append or d_max_entries,
+            fault_interval=self.fault_interval or d_interval,
+            loss=self.loss if self.loss is not None else d_loss,
+            dup=self.dup if self.dup is not None else d_dup,
+            clock_drift=self.clock_drift,
+            clients=self.clients,
+            keys=self.keys,
+            client_timeout=self.client_timeout,
+            election_timeout_min=self.election_timeout_min,
+            election_timeout_max=self.election_timeout_max,
+            heartbeat_interval=self.heartbeat_interval,
+            liveness_timeouts=self.liveness_timeouts,
+            check_linearizability=self.check_linearizability,
+            stop_on_violation=self.stop_on_violation,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ResolvedOptions:
+    """Every option fixed; what a run actually used."""
+
+    seed: int
+    nodes: int
+    steps: int
+    faults: frozenset[str]
+    leader_id_mode: LeaderIdMode
+    pre_vote: bool
+    check_quorum: bool
+    max_entries_per_append: int
+    fault_interval: float
+    loss: float
+    dup: float
+    clock_drift: float
+    clients: int
+    keys: int
+    client_timeout: float
+    election_timeout_min: float
+    election_timeout_max: float
+    heartbeat_interval: float
+    liveness_timeouts: float
+    check_linearizability: bool
+    stop_on_violation: bool
+
+    def config(self) -> Config:
+        return Config(
+            election_timeout_min=self.election_timeout_min,
+            election_timeout_max=self.election_timeout_max,
+            heartbeat_interval=self.heartbeat_interval,
+            leader_id_mode=self.leader_id_mode,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            max_entries_per_append=self.max_entries_per_append,
+        )
+
+    def faults_spec(self) -> str:
+        if not self.faults:
+            return "none"
+        if self.faults == frozenset(FAULT_KINDS):
+            return "all"
+        return ",".join(k for k in FAULT_KINDS if k in self.faults)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "nodes": self.nodes,
+            "steps": self.steps,
+            "faults": self.faults_spec(),
+            "mode": self.leader_id_mode.value,
+            "pre_vote": self.pre_vote,
+            "check_quorum": self.check_quorum,
+            "max_entries_per_append": self.max_entries_per_append,
+            "fault_interval": self.fault_interval,
+            "loss": self.loss,
+            "dup": self.dup,
+            "clock_drift": self.clock_drift,
+            "clients": self.clients,
+            "keys": self.keys,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"seed={self.seed} nodes={self.nodes} mode={self.leader_id_mode.value} "
+            f"pre_vote={'on' if self.pre_vote else 'off'} "
+            f"check_quorum={'on' if self.check_quorum else 'off'} "
+            f"faults={self.faults_spec()} steps={self.steps} "
+            f"max_entries={self.max_entries_per_append} fault_interval={self.fault_interval} "
+            f"loss={self.loss} dup={self.dup}"
+        )
+
+    def cli_args(self) -> list[str]:
+        """Arguments to ``python -m raftcore.sim`` that replay this run exactly."""
+        args = [
+            "--seed",
+            str(self.seed),
+            "--nodes",
+            str(self.nodes),
+            "--steps",
+            str(self.steps),
+            "--faults",
+            self.faults_spec(),
+            "--mode",
+            self.leader_id_mode.value,
+            "--pre-vote",
+            "on" if self.pre_vote else "off",
+            "--check-quorum",
+            "on" if self.check_quorum else "off",
+        ]
+        # Options the seed would choose anyway need no flag.
+        derived = SimOptions(seed=self.seed).resolve()
+        extra: list[tuple[str, object]] = [
+            ("--max-entries", self.max_entries_per_append),
+            ("--fault-interval", self.fault_interval),
+            ("--loss", self.loss),
+            ("--dup", self.dup),
+            ("--clock-drift", self.clock_drift),
+            ("--clients", self.clients),
+            ("--keys", self.keys),
+            ("--client-timeout", self.client_timeout),
+            ("--liveness-timeouts", self.liveness_timeouts),
+        ]
+        for flag, value in extra:
+            attr = _FLAG_ATTRS[flag]
+            if getattr(derived, attr) != value:
+                args += [flag, repr(value) if isinstance(value, float) else str(value)]
+        if not self.check_linearizability:
+            args.append("--no-linearizability")
+        if (
+            self.election_timeout_min,
+            self.election_timeout_max,
+            self.heartbeat_interval,
+        ) != (
+            derived.election_timeout_min,
+            derived.election_timeout_max,
+            derived.heartbeat_interval,
+        ):
+            args += [
+                "--timeouts",
+                f"{self.election_timeout_min!r}:{self.election_timeout_max!r}:"
+                f"{self.heartbeat_interval!r}",
+            ]
+        return args
+
+    def replay_command(self) -> str:
+        return "python -m raftcore.sim " + " ".join(self.cli_args())

@@ -1,0 +1,182 @@
+"""Simulated per-node storage with explicit durability.
+
+A node's storage has two views:
+
+- the *volatile* view: every storage command executed so far, in order. It
+  is what the engine believes its log and vote are.
+- the *durable* view: what survives a crash. Commands become durable in
+  order, in batches, when a simulated flush completes a short random virtual
+  time after they were issued; one flush may cover several commands (group
+  commit) and the driver reports it with a single ``IoFlushed``.
+
+``crash()`` throws away everything not yet durable — except that, like a
+real disk, a crash may have persisted a prefix of the pending writes whose
+acknowledgement was never delivered. A restarted node recovers from
+``recovered_state()``, built from the durable view only.
+
+Storage also checks the storage-command contract (io ids increase, appends
+are contiguous with the log) and reports breaches as strings for the
+invariant checker.
+"""
+
+from __future__ import annotations
+
+from raftcore.commands import AppendLog, SaveVote, StorageCommand, TruncateLog
+from raftcore.entries import Entry
+from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, NodeId, Vote
+from raftcore.sim.rng import Rng
+from raftcore.state import RecoveredState
+
+__all__ = ["FlushTiming", "SimStorage"]
+
+
+class FlushTiming:
+    """How long simulated flushes take (virtual seconds)."""
+
+    __slots__ = ("max_delay", "min_delay", "partial_prob", "slow_max", "slow_min", "slow_prob")
+
+    def __init__(
+        self,
+        min_delay: float = 0.0002,
+        max_delay: float = 0.003,
+        slow_prob: float = 0.02,
+        slow_min: float = 0.01,
+        slow_max: float = 0.06,
+        partial_prob: float = 0.25,
+    ) -> None:
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.slow_prob = slow_prob
+        self.slow_min = slow_min
+        self.slow_max = slow_max
+        #: Probability that a flush covers only a prefix of the pending writes.
+        self.partial_prob = partial_prob
+
+
+def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand) -> Vote:
+    """Execute ``cmd`` on ``(log, vote)``; the log is changed in place."""
+    if isinstance(cmd, SaveVote):
+        return cmd.vote
+    if isinstance(cmd, AppendLog):
+        if cmd.entries:
+            first = cmd.entries[0].log_id.index
+            if first <= len(log):
+                del log[max(first - 1, 0) :]
+            log.extend(cmd.entries)
+        return vote
+    del log[max(cmd.since - 1, 0) :]
+    return vote
+
+
+class SimStorage:
+    """The log store and vote store of one simulated node (no snapshots yet)."""
+
+    def __init__(self, node_id: NodeId, rng: Rng, timing: FlushTiming | None = None) -> None:
+        self.node_id = node_id
+        self.rng = rng
+        self.timing = timing or FlushTiming()
+        self.vote: Vote = INITIAL_VOTE
+        self.log: list[Entry] = []
+        self.durable_vote: Vote = INITIAL_VOTE
+        self.durable_log: list[Entry] = []
+        self.pending: list[StorageCommand] = []
+        #: Bumped on every crash: flushes scheduled before it must be dropped.
+        self.epoch = 0
+        self.flush_scheduled = False
+        self.last_io_id = 0
+        self.flushes = 0
+        self.writes = 0
+        self.lost_on_crash = 0
+
+    # -- views ---------------------------------------------------------------
+
+    def log_id_at(self, index: int) -> LogId | None:
+        """The volatile log's entry id at ``index`` (``ZERO_LOG_ID`` at 0)."""
+        if index == 0:
+            return ZERO_LOG_ID
+        if 1 <= index <= len(self.log):
+            return self.log[index - 1].log_id
+        return None
+
+    def durable_log_id_at(self, index: int) -> LogId | None:
+        if index == 0:
+            return ZERO_LOG_ID
+        if 1 <= index <= len(self.durable_log):
+            return self.durable_log[index - 1].log_id
+        return None
+
+    def last_log_id(self) -> LogId:
+        return self.log[-1].log_id if self.log else ZERO_LOG_ID
+
+    def recovered_state(self) -> RecoveredState:
+        """What a restarted node sees: the durable view only."""
+        return RecoveredState(vote=self.durable_vote, entries=tuple(self.durable_log))
+
+    # -- commands ------------------------------------------------------------
+
+    def execute(self, cmd: StorageCommand) -> str | None:
+        """Run ``cmd`` on the volatile view; returns a contract breach or ``None``."""
+        problem: str | None = None
+        if cmd.io_id <= self.last_io_id:
+            problem = f"io_id {cmd.io_id} does not increase (last was {self.last_io_id})"
+        self.last_io_id = max(self.last_io_id, cmd.io_id)
+        if isinstance(cmd, AppendLog) and cmd.entries and problem is None:
+            first = cmd.entries[0].log_id.index
+            if first != len(self.log) + 1:
+                problem = (
+                    f"AppendLog starts at index {first} but the log ends at {len(self.log)} "
+                    "(appends must follow the last entry; truncate first)"
+                )
+            else:
+                for a, b in zip(cmd.entries, cmd.entries[1:], strict=False):
+                    if b.log_id.index != a.log_id.index + 1:
+                        problem = f"AppendLog entries not contiguous: {a.log_id} then {b.log_id}"
+                        break
+        elif isinstance(cmd, TruncateLog) and problem is None and cmd.since < 1:
+            problem = f"TruncateLog since={cmd.since} < 1"
+        self.vote = _apply(self.log, self.vote, cmd)
+        self.pending.append(cmd)
+        self.writes += 1
+        return problem
+
+    def next_flush_delay(self) -> float:
+        t = self.timing
+        if self.rng.chance(t.slow_prob):
+            return self.rng.uniform(t.slow_min, t.slow_max)
+        return self.rng.uniform(t.min_delay, t.max_delay)
+
+    def flush(self) -> list[StorageCommand]:
+        """Make a prefix of the pending commands durable (usually all of them).
+
+        Returns the commands made durable, in order; the driver reports
+        ``IoFlushed(last.io_id)``.
+        """
+        n = len(self.pending)
+        if n == 0:
+            return []
+        if n > 1 and self.rng.chance(self.timing.partial_prob):
+            n = self.rng.randint(1, n - 1)
+        done = self.pending[:n]
+        del self.pending[:n]
+        for cmd in done:
+            self.durable_vote = _apply(self.durable_log, self.durable_vote, cmd)
+        self.flushes += 1
+        return done
+
+    def crash(self, torn_prob: float = 0.5) -> list[StorageCommand]:
+        """Lose the unflushed writes; with ``torn_prob`` a random prefix of them
+        reached the disk anyway. Returns the commands that were persisted."""
+        kept: list[StorageCommand] = []
+        if self.pending and self.rng.chance(torn_prob):
+            k = self.rng.randint(0, len(self.pending))
+            kept = self.pending[:k]
+            for cmd in kept:
+                self.durable_vote = _apply(self.durable_log, self.durable_vote, cmd)
+        self.lost_on_crash += len(self.pending) - len(kept)
+        self.pending = []
+        self.vote = self.durable_vote
+        self.log = list(self.durable_log)
+        self.epoch += 1
+        self.flush_scheduled = False
+        self.last_io_id = 0
+        return kept
