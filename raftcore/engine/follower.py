@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from operator import itemgetter
 
-from raftcore.commands import Send
 from raftcore.engine.base import EngineBase
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
@@ -131,14 +130,7 @@ class FollowerHandler(EngineBase):
         if new_from < len(entries):
             self._append(list(entries[new_from:]) if new_from else list(entries))
         matching = entries[-1].log_id if entries else prev
-        reply = AppendResponse(
-            self.vote, True, matching, 0, log.last_log_id(), req.seq, req.sent_at
-        )
-        io = self.io
-        if io.flushed == io.issued:
-            self._out.append(Send(sender, reply))
-        else:
-            self.gated.append((io.issued, Send(sender, reply)))
+        self._send_when_durable(sender, self._append_reply(req, True, matching, 0))
         upto = min(req.leader_commit, matching.index)
         if upto > committed:
             lid = log.log_id_at(upto)
