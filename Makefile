@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit fuzz sim bench demo docs clean
+.PHONY: install test lint typecheck unit fuzz sim bench compile demo docs clean
 
 install: $(STAMP)
 
@@ -32,11 +32,22 @@ fuzz: $(STAMP)
 sim: $(STAMP)
 	$(PY) -m raftcore.sim --seeds 0:200 --nodes 5 --faults all
 
+# The pure-Python engine, then the same engine compiled with mypyc (opt-in;
+# built in its own directory, so tests always run the pure sources).
+COMPILED := build/compiled
+
+compile: $(STAMP)
+	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
+	cp -r raftcore bench $(COMPILED)/
+	cd $(COMPILED) && ../../$(VENV)/bin/mypyc raftcore/engine/*.py raftcore/quorum.py >/dev/null
+
 bench: $(STAMP)
 	$(PY) -m bench
+	$(MAKE) --no-print-directory compile
+	cd $(COMPILED) && ../../$(PY) -m bench
 
 demo: $(STAMP)
 	$(PY) -m raftcore.sim --demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis

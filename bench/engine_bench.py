@@ -48,7 +48,11 @@ from raftcore import (
     Vote,
     Wakeup,
 )
+from raftcore.engine import core as _engine_core
 from raftcore.entries import Entry
+
+#: "mypyc" when the engine runs compiled (``make compile``), else "pure".
+BUILD = "pure" if _engine_core.__file__.endswith(".py") else "mypyc"
 
 #: Payload of every write: "empty-ish", so the numbers are the engine's cost.
 DATA = b"x" * 16
@@ -102,6 +106,7 @@ class Result:
         return json.dumps(
             {
                 "bench": "engine",
+                "build": BUILD,
                 "nodes": 3,
                 "clients": self.clients,
                 "writes": self.writes,

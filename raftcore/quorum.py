@@ -68,7 +68,8 @@ class Majority:
     def is_election_quorum(self, granted: Iterable[NodeId]) -> bool:
         return len(self.voters.intersection(granted)) >= self._need
 
-    is_commit_quorum = is_election_quorum
+    def is_commit_quorum(self, acked: Iterable[NodeId]) -> bool:
+        return len(self.voters.intersection(acked)) >= self._need
 
     def quorum_value(self, values: Mapping[NodeId, V], default: V) -> V:
         got = sorted(map(values.get, self._sorted, repeat(default)), reverse=True)

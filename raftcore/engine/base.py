@@ -1,9 +1,11 @@
 """The engine's state and the transitions every handler shares.
 
-Handlers (election, leader, follower, apply) are mixins over this base; each
-owns one concern. State changes that several concerns need — saving a vote,
-appending or truncating the log, changing role, tracking the effective
-membership — live here, in one readable place.
+Handlers each own one concern, one module each, stacked in a single
+inheritance chain: base <- apply <- election <- follower <- leader <- Engine
+(single inheritance keeps the engine compilable with mypyc). State changes
+that several concerns need — saving a vote, appending or truncating the log,
+changing role, tracking the effective membership — live here, in one
+readable place.
 """
 
 from __future__ import annotations

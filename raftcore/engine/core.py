@@ -8,10 +8,7 @@ from typing import Any
 
 from raftcore.commands import Command, Respond, Stopped
 from raftcore.config import Config
-from raftcore.engine.apply import ApplyHandler
 from raftcore.engine.base import NEVER, Rng
-from raftcore.engine.election import ElectionHandler
-from raftcore.engine.follower import FollowerHandler
 from raftcore.engine.io import IoProgress
 from raftcore.engine.leader import LeaderHandler
 from raftcore.engine.log import Log
@@ -35,7 +32,7 @@ from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteRe
 from raftcore.state import Metrics, RecoveredState, Role
 
 
-class Engine(LeaderHandler, FollowerHandler, ElectionHandler, ApplyHandler):
+class Engine(LeaderHandler):
     """A Raft node as a pure state machine.
 
     ``handle(event, now)`` returns the commands to execute, in order;

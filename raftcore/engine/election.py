@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from raftcore.engine.base import EngineBase
+from raftcore.engine.apply import ApplyHandler
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import NodeId, Vote, compare_votes, vote_ge
 from raftcore.messages import VoteRequest, VoteResponse
 from raftcore.state import Role
 
 
-class ElectionHandler(EngineBase):
+class ElectionHandler(ApplyHandler):
     def _election_due(self, now: float) -> None:
         """The election timer fired."""
         if not self.is_voter():

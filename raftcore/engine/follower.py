@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from operator import itemgetter
 
-from raftcore.engine.base import EngineBase
+from raftcore.engine.election import ElectionHandler
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse
@@ -66,7 +66,7 @@ def _validate(sender: NodeId, req: AppendRequest) -> None:
         raise RemoteProtocolError(f"append from {sender}: prev {prev!r} is newer than its vote")
 
 
-class FollowerHandler(EngineBase):
+class FollowerHandler(ElectionHandler):
     def _on_append_request(self, sender: NodeId, req: AppendRequest, now: float) -> None:
         _validate(sender, req)
         if req.vote != self.vote:

@@ -7,7 +7,8 @@ from operator import itemgetter
 from typing import Any
 
 from raftcore.commands import Respond
-from raftcore.engine.base import NEVER, EngineBase
+from raftcore.engine.base import NEVER
+from raftcore.engine.follower import FollowerHandler
 from raftcore.engine.progress import Progress
 from raftcore.entries import Entry, EntryKind, blank
 from raftcore.errors import NotLeader, RemoteProtocolError
@@ -18,7 +19,7 @@ from raftcore.state import Role
 _RID = itemgetter(0)
 
 
-class LeaderHandler(EngineBase):
+class LeaderHandler(FollowerHandler):
     # -- becoming leader -------------------------------------------------------
 
     def _become_leader(self, now: float) -> None:
