@@ -30,6 +30,9 @@ class RecoveredState:
     ``committed`` is the last commit index the node knew, if stored;
     ``applied`` is the last entry a durable state machine has applied (leave it
     at ``ZERO_LOG_ID`` for a state machine rebuilt from scratch on start).
+    The engine applies only entries durable in its own log, so ``applied``
+    and ``committed`` always name entries of the recovered log (or of the
+    purged prefix); a state that contradicts itself raises ``ConfigError``.
     """
 
     vote: Vote = INITIAL_VOTE
@@ -37,6 +40,10 @@ class RecoveredState:
     last_purged: LogId = ZERO_LOG_ID
     committed: LogId = ZERO_LOG_ID
     applied: LogId = ZERO_LOG_ID
+    #: The membership in effect at ``last_purged`` (carried by the snapshot
+    #: that covers the purged prefix), with its log id; ``None`` if nothing
+    #: was purged.
+    membership: tuple[LogId, Membership] | None = None
 
 
 @attrs.frozen

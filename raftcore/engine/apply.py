@@ -12,7 +12,9 @@ from raftcore.ids import LogId
 
 class ApplyHandler(EngineBase):
     def _advance_apply(self) -> None:
-        target = self.committed.index
+        # Only entries durable here: a durable state machine must never have
+        # applied an entry that a crash can take out of this node's log.
+        target = min(self.committed.index, self.io.durable_log_id.index)
         start = self.apply_requested + 1
         if target < start:
             return

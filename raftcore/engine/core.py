@@ -32,6 +32,27 @@ from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteRe
 from raftcore.state import Metrics, RecoveredState, Role
 
 
+def _check_recovered(rec: RecoveredState, log: Log) -> None:
+    """Refuse a recovered state whose parts contradict each other.
+
+    Starting from one would either skip entries or wedge replication (a
+    "committed" entry the leader must overwrite), so it is an error to fix in
+    the storage, not something to run with.
+    """
+    purged = rec.last_purged.index
+    if rec.applied.index < purged:
+        raise ConfigError(
+            "recovered.applied",
+            f"{rec.applied!r} is before the purged prefix {rec.last_purged!r}: "
+            "install the snapshot that covers it first",
+        )
+    for name, lid in (("recovered.applied", rec.applied), ("recovered.committed", rec.committed)):
+        if lid.index > purged and log.log_id_at(lid.index) != lid:
+            raise ConfigError(name, f"{lid!r} is not in the recovered log")
+    if rec.membership is not None and rec.membership[0].index > purged:
+        raise ConfigError("recovered.membership", "must be the membership at or before last_purged")
+
+
 class Engine(LeaderHandler):
     """A Raft node as a pure state machine.
 
@@ -67,12 +88,11 @@ class Engine(LeaderHandler):
         self.io = IoProgress(rec.vote, self.log.last_log_id())
         self.role = Role.LEARNER
         self.applied = rec.applied
-        committed = max(rec.committed, rec.applied, rec.last_purged)
-        if committed.index > self.log.last_index and committed != rec.applied:
-            raise ConfigError("recovered.committed", f"{committed!r} is beyond the log")
-        self.committed = committed
+        _check_recovered(rec, self.log)
+        self.committed = max(rec.committed, rec.applied, rec.last_purged)
         self.apply_requested = rec.applied.index
-        self.memberships = [
+        self.memberships = [] if rec.membership is None else [rec.membership]
+        self.memberships += [
             (e.log_id, e.data) for e in self.log.all_entries() if e.kind is EntryKind.MEMBERSHIP
         ]
         self.membership = None
@@ -184,6 +204,8 @@ class Engine(LeaderHandler):
         if not changed:
             return
         self._release_gated()
+        if self.apply_requested < self.committed.index:
+            self._advance_apply()
         if self.role is Role.LEADER:
             if self.io.durable_log_id.index > self.committed.index:
                 self._leader_commit()

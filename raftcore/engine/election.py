@@ -69,7 +69,14 @@ class ElectionHandler(ApplyHandler):
     # -- receiving ----------------------------------------------------------
 
     def _within_lease(self, sender: NodeId, now: float) -> bool:
-        """Would granting ``sender`` disturb a leader we know to be alive?"""
+        """Would granting ``sender`` disturb a leader we know to be alive?
+
+        Only with check-quorum: without it a leader that can send but not hear
+        (a one-way partition) never steps down, and a lease honoured on its
+        behalf would block every election forever (etcd's rule too).
+        """
+        if not self.config.check_quorum:
+            return False
         if self.role is Role.LEADER:
             return self._leader_lease_valid(now)
         v = self.vote

@@ -130,7 +130,18 @@ class FollowerHandler(ElectionHandler):
         if new_from < len(entries):
             self._append(list(entries[new_from:]) if new_from else list(entries))
         matching = entries[-1].log_id if entries else prev
-        self._send_when_durable(sender, self._append_reply(req, True, matching, 0))
+        reply = self._append_reply(req, True, matching, 0)
+        io = self.io
+        if (
+            not entries
+            and not truncate_at
+            and (prev.index <= io.durable_log_id.index and io.durable_vote == self.vote)
+        ):
+            # A heartbeat claims only what is already durable: answering it
+            # must not wait behind an unrelated slow write (check-quorum).
+            self._send(sender, reply)
+        else:
+            self._send_when_durable(sender, reply)
         upto = min(req.leader_commit, matching.index)
         if upto > committed:
             lid = log.log_id_at(upto)

@@ -85,10 +85,15 @@ def test_leader_copy_counts_only_once_flushed() -> None:
 
 
 def test_followers_alone_can_commit_without_leader_flush() -> None:
+    """Two followers' acks commit the entry (dissertation 10.2.1); the leader
+    applies it only once its own copy is durable, so a durable state machine
+    never holds an entry a crash could take out of the leader's log."""
     e = make_leader()
     e.handle(ClientWrite("a", "x"), 0.5)
     assert recv(e, 2, ack(req(3, 3)), 0.5) == []
-    assert recv(e, 3, ack(req(3, 4)), 0.5) == [Apply((w(3),))]
+    assert recv(e, 3, ack(req(3, 4)), 0.5) == []
+    assert e.committed == w(3).log_id
+    assert flush(e, 0.5) == [Apply((w(3),))]
 
 
 @pytest.mark.parametrize(

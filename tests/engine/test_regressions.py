@@ -15,6 +15,7 @@ from helpers import (
     flush,
     grant,
     make_leader,
+    membership,
     mentry,
     recv,
     requests_to,
@@ -31,6 +32,7 @@ from raftcore import (
     Apply,
     ClientWrite,
     Command,
+    ConfigError,
     Engine,
     Entry,
     IoFlushed,
@@ -516,3 +518,90 @@ def test_truncation_withdraws_an_unsent_ack_for_replaced_entries() -> None:
     assert e.handle(IoFlushed(4), 0.2) == [
         Send(1, AppendResponse(b_vote, True, b2.log_id, 0, b2.log_id, 3, 0.1))
     ]
+
+
+# -- found by review ----------------------------------------------------------
+
+
+def test_state_machine_never_applies_an_entry_not_durable_in_the_local_log() -> None:
+    """A follower used to apply committed entries before its own copy was
+    durable; a durable state machine then recorded applied=X, the node
+    crashed, and restarted with a log that lacked X but "committed" X — every
+    repair from the leader was refused as overwriting a committed entry.
+    Now apply waits for local durability, and a contradictory recovered state
+    is refused with a clear error instead of wedging replication."""
+    lead = Vote(2, 2, True)
+    e = engine(3, vote=Vote(1, 1, True), entries=[ent(1, 1, 2, "old")])
+    n2, n3 = ent(2, 2, 2, "a"), ent(2, 2, 3, "b")
+    out = recv(e, 2, AppendRequest(lead, MEMBERSHIP_ID, (n2, n3), 3, 1, 1.0), 1.0)
+    assert Apply((mentry(),)) in out  # only the durable membership entry
+    assert all(n2 not in c.entries for c in out if isinstance(c, Apply))
+    with pytest.raises(ConfigError) as err:
+        Engine(
+            3,
+            config(),
+            RecoveredState(vote=lead, entries=(mentry(), ent(1, 1, 2, "old")), applied=n3.log_id),
+            FixedRng(),
+        )
+    assert err.value.field == "recovered.applied"
+
+
+def test_without_check_quorum_no_lease_blocks_a_triggered_election() -> None:
+    """With check-quorum off, a leader that can send but not hear never steps
+    down, and followers that keep hearing it never time out (inherent to Raft:
+    that is what check-quorum is for). Voters used to honour its lease as
+    well, so even an operator's TriggerElection was refused forever. The
+    lease now applies only with check-quorum, as in etcd."""
+    for check_quorum, recovers in ((False, True), (True, True)):
+        c = LoopbackCluster([1, 2, 3], config(check_quorum=check_quorum), seed=1)
+        c.initialize(1)
+        old = c.elect()
+        others = [n for n in (1, 2, 3) if n != old]
+        for o in others:
+            c.dropped.add((o, old))
+        c.advance(0.2)
+        c.handle(others[0], TriggerElection())
+        c.advance(5.0)
+        leaders = [n for n in others if c.nodes[n].engine.role is Role.LEADER]
+        assert bool(leaders) is recovers, check_quorum
+        c.handle(leaders[0], ClientWrite("w", b"x"))
+        c.advance(1.0)
+        assert c.nodes[leaders[0]].responses["w"].error is None
+
+
+def test_restart_after_purge_needs_the_snapshot_and_keeps_the_membership() -> None:
+    """Restarting with a purged prefix used to skip the purged entries when
+    the state machine was rebuilt from scratch (applied=0), and to forget the
+    membership when its entry was purged (the node became a learner forever)."""
+    purged = LogId(1, 1, 3)
+    entries = (ent(1, 1, 4, "d"),)
+    with pytest.raises(ConfigError) as err:
+        Engine(1, config(), RecoveredState(entries=entries, last_purged=purged), FixedRng())
+    assert err.value.field == "recovered.applied"
+    m = (MEMBERSHIP_ID, membership((1, 2, 3)))
+    e = Engine(
+        1,
+        config(),
+        RecoveredState(entries=entries, last_purged=purged, applied=purged, membership=m),
+        FixedRng(),
+    )
+    assert e.role is Role.FOLLOWER
+    assert e.next_deadline is not None
+
+
+def test_heartbeat_ack_does_not_wait_behind_a_slow_write() -> None:
+    """Every append ack used to wait for all pending writes, heartbeats too:
+    one slow fsync on a majority held back every heartbeat answer and
+    check-quorum deposed a healthy leader. A heartbeat whose prev is already
+    durable is answered at once; the write's own ack still waits."""
+    lead = Vote(1, 1, True)
+    e = engine(2, vote=lead)
+    w2 = ent(1, 1, 2, "slow")
+    assert recv(e, 1, AppendRequest(lead, MEMBERSHIP_ID, (w2,), 0, 1, 0.1), 0.1) == [
+        AppendLog(1, (w2,))
+    ]
+    hb = recv(e, 1, AppendRequest(lead, MEMBERSHIP_ID, (), 0, 2, 0.2), 0.2)
+    assert hb == [
+        Send(1, AppendResponse(lead, True, MEMBERSHIP_ID, 0, w2.log_id, 2, 0.2)),
+    ]
+    assert flush(e, 0.3) == [Send(1, AppendResponse(lead, True, w2.log_id, 0, w2.log_id, 1, 0.1))]
