@@ -31,8 +31,8 @@ class RecoveredState:
     ``applied`` is the last entry a durable state machine has applied (leave it
     at ``ZERO_LOG_ID`` for a state machine rebuilt from scratch on start).
     The engine applies only entries durable in its own log, so ``applied``
-    and ``committed`` always name entries of the recovered log (or of the
-    purged prefix); a state that contradicts itself raises ``ConfigError``.
+    always names an entry of the recovered log (or of the purged prefix);
+    otherwise ``ConfigError``. A ``committed`` the log cannot back is ignored.
     """
 
     vote: Vote = INITIAL_VOTE

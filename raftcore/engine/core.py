@@ -46,9 +46,8 @@ def _check_recovered(rec: RecoveredState, log: Log) -> None:
             f"{rec.applied!r} is before the purged prefix {rec.last_purged!r}: "
             "install the snapshot that covers it first",
         )
-    for name, lid in (("recovered.applied", rec.applied), ("recovered.committed", rec.committed)):
-        if lid.index > purged and log.log_id_at(lid.index) != lid:
-            raise ConfigError(name, f"{lid!r} is not in the recovered log")
+    if rec.applied.index > purged and log.log_id_at(rec.applied.index) != rec.applied:
+        raise ConfigError("recovered.applied", f"{rec.applied!r} is not in the recovered log")
     if rec.membership is not None and rec.membership[0].index > purged:
         raise ConfigError("recovered.membership", "must be the membership at or before last_purged")
 
@@ -89,7 +88,14 @@ class Engine(LeaderHandler):
         self.role = Role.LEARNER
         self.applied = rec.applied
         _check_recovered(rec, self.log)
-        self.committed = max(rec.committed, rec.applied, rec.last_purged)
+        # A stored commit index is a hint; one the durable log cannot back
+        # (stored before its entry was flushed) is ignored, not trusted.
+        committed = rec.committed
+        if committed.index > rec.last_purged.index and self.log.log_id_at(committed.index) != (
+            committed
+        ):
+            committed = rec.last_purged
+        self.committed = max(committed, rec.applied, rec.last_purged)
         self.apply_requested = rec.applied.index
         self.memberships = [] if rec.membership is None else [rec.membership]
         self.memberships += [

@@ -114,11 +114,20 @@ def test_recovered_entries_must_be_contiguous() -> None:
     assert exc.value.field == "recovered.entries"
 
 
-def test_recovered_commit_beyond_the_log_is_refused() -> None:
-    rec = RecoveredState(entries=(mentry(),), committed=LogId(1, 1, 5))
+@pytest.mark.parametrize("committed", [LogId(1, 1, 5), LogId(1, 1, 1)])
+def test_recovered_commit_the_log_cannot_back_is_ignored(committed: LogId) -> None:
+    """A stored commit index is a hint: one beyond the log, or naming an entry
+    the log does not hold, was stored before its entry was durable."""
+    rec = RecoveredState(entries=(mentry(),), committed=committed)
+    e = Engine(1, config(), rec, FixedRng())
+    assert e.committed == ZERO_LOG_ID
+
+
+def test_recovered_applied_not_in_the_log_is_refused() -> None:
+    rec = RecoveredState(entries=(mentry(),), applied=LogId(1, 1, 5))
     with pytest.raises(ConfigError) as exc:
         Engine(1, config(), rec, FixedRng())
-    assert exc.value.field == "recovered.committed"
+    assert exc.value.field == "recovered.applied"
 
 
 @pytest.mark.parametrize("mode", list(LeaderIdMode))
