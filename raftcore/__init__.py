@@ -19,10 +19,8 @@ from raftcore.config import Config
 from raftcore.engine import Engine, Rng
 from raftcore.entries import Entry, EntryKind
 from raftcore.errors import (
-    AlreadyInitialized,
     ClientError,
     ConfigError,
-    EngineStopped,
     LeadershipLost,
     LocalProtocolError,
     NodeStopped,
@@ -63,7 +61,6 @@ __all__ = [
     "INITIAL_VOTE",
     "NO_NODE",
     "ZERO_LOG_ID",
-    "AlreadyInitialized",
     "AppendLog",
     "AppendRequest",
     "AppendResponse",
@@ -76,7 +73,6 @@ __all__ = [
     "Config",
     "ConfigError",
     "Engine",
-    "EngineStopped",
     "Entry",
     "EntryKind",
     "Event",

@@ -42,10 +42,6 @@ class ConfigError(LocalProtocolError, ValueError):
         self.problem = problem
 
 
-class EngineStopped(LocalProtocolError):
-    """The engine has stopped (storage failure) and takes no more events."""
-
-
 @attrs.define(frozen=True, auto_exc=True, eq=True)
 class ClientError(RaftError):
     """Base of client-request outcomes that are not results.
@@ -94,8 +90,3 @@ class NodeStopped(ClientError):
 @attrs.define(frozen=True, auto_exc=True, eq=True)
 class NotInitialized(ClientError):
     """The node has no membership yet."""
-
-
-@attrs.define(frozen=True, auto_exc=True, eq=True)
-class AlreadyInitialized(ClientError):
-    """Initialize was called on a node that already has a log or a vote."""

@@ -56,7 +56,3 @@ class IoProgress:
             self.durable_vote = rec[1]
             self.durable_log_id = rec[2]
         return True
-
-    @property
-    def all_flushed(self) -> bool:
-        return self.flushed == self.issued
