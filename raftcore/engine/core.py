@@ -27,7 +27,7 @@ from raftcore.events import (
     TriggerHeartbeat,
     Wakeup,
 )
-from raftcore.ids import INITIAL_VOTE, LogId, NodeId
+from raftcore.ids import INITIAL_VOTE, LogId
 from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteResponse
 from raftcore.state import Metrics, RecoveredState, Role
 
@@ -60,10 +60,14 @@ class Engine(LeaderHandler):
     ``Wakeup``. Same recovered state, events and rng: same commands.
     """
 
+    # ``node_id``, ``config`` and ``event`` are typed ``object`` on purpose: a
+    # compiled (mypyc) build checks annotated argument types at the boundary
+    # and would raise a bare TypeError before the ConfigError or
+    # LocalProtocolError that names the problem.
     def __init__(
         self,
-        node_id: NodeId,
-        config: Config,
+        node_id: object,
+        config: object,
         recovered: RecoveredState | None = None,
         rng: Rng | None = None,
         *,
@@ -138,8 +142,12 @@ class Engine(LeaderHandler):
 
     # -- the contract ------------------------------------------------------------
 
-    def handle(self, event: Event, now: float) -> list[Command]:
-        """Feed one event at time ``now``; returns the commands to execute in order."""
+    def handle(self, event: Event | object, now: float) -> list[Command]:
+        """Feed one event at time ``now``; returns the commands to execute in order.
+
+        ``event`` is one of ``raftcore.events``; anything else raises
+        ``LocalProtocolError``.
+        """
         if self.stopped is not None:
             return []
         if not now >= self._last_now:  # also refuses NaN
@@ -182,7 +190,9 @@ class Engine(LeaderHandler):
     # -- dispatch --------------------------------------------------------------
 
     def _on_message(self, ev: MessageReceived, now: float) -> None:
-        msg = ev.message
+        # Read untyped: a compiled build would type-check ``ev.message`` and raise
+        # a bare TypeError on a non-message before the LocalProtocolError below.
+        msg: object = getattr(ev, "message")  # noqa: B009
         t = type(msg)
         if t is AppendRequest:
             self._on_append_request(ev.sender, msg, now)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ import heapq
 import math
 import traceback
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -90,7 +90,23 @@ from raftcore.sim.options import ResolvedOptions, SimOptions
 from raftcore.sim.rng import Rng
 from raftcore.sim.storage import SimStorage
 from raftcore.sim.workload import LivenessProbe, Workload
-from raftcore.state import Role
+from raftcore.state import Metrics, Role
+
+
+class SimEngine(Protocol):
+    """What the simulator needs from an engine: ``Engine`` or a wrapper around it."""
+
+    @property
+    def vote(self) -> Vote: ...
+    @property
+    def committed(self) -> LogId: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def next_deadline(self) -> float | None: ...
+    def handle(self, event: Event, now: float) -> list[Command]: ...
+    def metrics(self) -> Metrics: ...
+
 
 __all__ = ["SimResult", "Simulation", "TraceSink"]
 
@@ -203,7 +219,7 @@ class _Node:
         self.id = node_id
         self.storage = storage
         self.rng = rng
-        self.engine: Engine | None = None
+        self.engine: SimEngine | None = None
         self.sm: StateMachine | None = None
         self.alive = False
         self.incarnation = 0
@@ -248,7 +264,7 @@ class Simulation:
     ``raftcore.sim.kv``); ``codec`` tells the clients how to talk to it.
     ``trace`` receives every step as a dict (the CLI writes them as NDJSON).
     ``engine`` builds each node's engine, called like ``Engine(node_id, config,
-    recovered, rng, now=...)``: pass a subclass or wrapper to test a variant.
+    recovered, rng, now=...)``: pass a wrapper (see ``SimEngine``) to test a variant.
     """
 
     def __init__(
@@ -258,7 +274,7 @@ class Simulation:
         state_machine: StateMachineFactory = KvStateMachine,
         codec: KvCodec | None = None,
         trace: TraceSink | None = None,
-        engine: Callable[..., Engine] = Engine,
+        engine: Callable[..., SimEngine] = Engine,
     ) -> None:
         if options is None:
             options = SimOptions()

@@ -119,7 +119,7 @@ def test_bad_node_id(node_id: Any) -> None:
 
 def test_bad_config_object_and_rng() -> None:
     with pytest.raises(ConfigError) as exc:
-        Engine(1, {"election_timeout_min": 1}, RecoveredState(), FixedRng())  # type: ignore[arg-type]
+        Engine(1, {"election_timeout_min": 1}, RecoveredState(), FixedRng())
     assert exc.value.field == "config"
     with pytest.raises(ConfigError) as exc:
         Engine(1, config(), RecoveredState(), None)
@@ -193,7 +193,7 @@ def test_initialize_on_a_node_with_a_log_or_vote_is_refused() -> None:
 def test_unknown_event_or_message_is_refused() -> None:
     e = engine()
     with pytest.raises(LocalProtocolError):
-        e.handle("wake up", 0.0)  # type: ignore[arg-type]
+        e.handle("wake up", 0.0)
     with pytest.raises(LocalProtocolError):
         e.handle(MessageReceived(2, "hello"), 0.0)  # type: ignore[arg-type]
 
