@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench compile demo docs clean
+.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench compile demo sim-demo docs clean
 
 install: $(STAMP)
 
@@ -53,8 +53,14 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(MAKE) --no-print-directory compile
 	cd $(COMPILED) && ../../$(PY) -m bench
+	$(PY) -m bench.cluster_bench
 
+# A real 3-process cluster on SQLite: writes, SIGKILL of the leader, failover, catch-up.
 demo: $(STAMP)
+	$(PY) -m adapters.kv.demo
+
+# The narrated simulator run (5 nodes under faults, virtual time).
+sim-demo: $(STAMP)
 	$(PY) -m raftcore.sim --demo
 
 clean:

@@ -1,4 +1,1 @@
-"""IO adapters for raftcore: storage, transports, and trio/asyncio runtimes.
-
-Everything that does IO lives here; the engine (``raftcore``) never imports it.
-"""
+"""Everything that does IO: storage, transports, the trio and asyncio runtimes, the KV service."""

@@ -1,0 +1,366 @@
+"""A client for the KV service (asyncio), and the cluster address spec.
+
+``KvClient`` knows every node's HTTP address. A request goes to the node
+believed to be the leader (at first, any node); a ``not_leader`` answer names
+the leader's HTTP address and the client goes there next; a node that does
+not answer, has no leader yet or timed out is skipped for the next one, with
+a short back-off, until the request's deadline. Errors that retrying cannot
+fix (400, 413) are raised at once.
+
+Writes are retried after an unknown outcome (a timeout, a lost leadership, a
+connection dropped after the request was sent): ``put`` and ``delete`` are
+idempotent on the map's contents, but the ``previous`` value a retried write
+reports may be the one the first attempt wrote.
+
+The cluster spec, shared with ``serve``: ``ID=HOST:PORT[/HTTPHOST:HTTPPORT]``
+joined by commas, e.g. ``1=127.0.0.1:7001,2=127.0.0.1:7002``. The first
+address is the node's Raft (TCP transport) address; the HTTP address
+defaults to the same host with the port + 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from adapters.kv.http import (
+    NEED_DATA,
+    ClientConnection,
+    HttpError,
+    Response,
+    key_path,
+)
+
+HTTP_PORT_OFFSET = 1000
+
+
+# -- cluster spec ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class NodeAddress:
+    node_id: int
+    raft: str
+    http: str
+
+
+def split_hostport(addr: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) to ``(host, port)``; ``ValueError`` if malformed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def join_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def default_http(raft: str) -> str:
+    """The HTTP address of a node whose spec names none: Raft port + 1000."""
+    host, port = split_hostport(raft)
+    if port + HTTP_PORT_OFFSET > 65535:
+        raise ValueError(f"{raft}: port + {HTTP_PORT_OFFSET} is not a port; give /HTTP explicitly")
+    return join_hostport(host, port + HTTP_PORT_OFFSET)
+
+
+def parse_cluster(spec: str) -> dict[int, NodeAddress]:
+    """Parse ``ID=RAFT[/HTTP],...``; ``ValueError`` naming the bad part."""
+    nodes: dict[int, NodeAddress] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        ident, sep, addrs = part.partition("=")
+        if not sep or not ident.strip().isdigit() or int(ident) <= 0:
+            raise ValueError(f"expected ID=HOST:PORT with a positive ID, got {part!r}")
+        node_id = int(ident)
+        if node_id in nodes:
+            raise ValueError(f"node {node_id} is listed twice")
+        raft, _, http = addrs.partition("/")
+        split_hostport(raft)
+        if http:
+            split_hostport(http)
+        nodes[node_id] = NodeAddress(node_id, raft, http or default_http(raft))
+    if not nodes:
+        raise ValueError("the cluster spec names no node")
+    return nodes
+
+
+def format_cluster(nodes: Iterable[NodeAddress]) -> str:
+    return ",".join(f"{n.node_id}={n.raft}/{n.http}" for n in nodes)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class KvError(Exception):
+    """A request the service refused, or none of its nodes could serve in time."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class KvUnavailable(KvError):
+    """No node served the request before the deadline (the last problem is in the message)."""
+
+
+# -- one HTTP exchange ---------------------------------------------------------------------
+
+
+class _Conn:
+    def __init__(
+        self, addr: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.addr = addr
+        self.reader = reader
+        self.writer = writer
+        self.http = ClientConnection(addr)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _exchange(conn: _Conn, method: str, target: str, body: bytes) -> Response:
+    conn.writer.write(conn.http.request(method, target, body))
+    await conn.writer.drain()
+    while True:
+        event = conn.http.next_response()
+        if event is NEED_DATA:
+            conn.http.receive_data(await conn.reader.read(65536))
+            continue
+        assert isinstance(event, Response)
+        return event
+
+
+class HttpPool:
+    """Keep-alive connections per address (one request per connection at a time)."""
+
+    def __init__(self, max_idle: int = 8) -> None:
+        self.max_idle = max_idle
+        self._idle: dict[str, list[_Conn]] = {}
+
+    async def request(
+        self, addr: str, method: str, target: str, body: bytes = b"", *, timeout: float
+    ) -> Response:
+        """One request; ``HttpError``/``OSError``/``TimeoutError`` if it failed.
+
+        A pooled connection the server closed while idle fails before any
+        response byte: that one attempt is repeated on a fresh connection.
+        """
+        async with asyncio.timeout(timeout):
+            idle = self._idle.get(addr)
+            while idle:
+                conn = idle.pop()
+                try:
+                    response = await _exchange(conn, method, target, body)
+                except (HttpError, OSError):
+                    conn.close()
+                    continue
+                self._release(conn)
+                return response
+            host, port = split_hostport(addr)
+            reader, writer = await asyncio.open_connection(host, port)
+            conn = _Conn(addr, reader, writer)
+            try:
+                response = await _exchange(conn, method, target, body)
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn)
+            return response
+
+    def _release(self, conn: _Conn) -> None:
+        idle = self._idle.setdefault(conn.addr, [])
+        if conn.http.reusable and len(idle) < self.max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+# -- the client ------------------------------------------------------------------------------
+
+#: Answers after which another node (or the same one later) may succeed.
+_RETRY = frozenset(
+    {
+        "no_leader",
+        "not_leader",
+        "leader_not_ready",
+        "timeout",
+        "leadership_lost",
+        "shutting_down",
+        "not_initialized",
+        "node_stopped",
+    }
+)
+
+
+class KvClient:
+    """Talks to a KV cluster; see the module docstring for the retry rules."""
+
+    def __init__(
+        self,
+        http_addrs: Mapping[int, str] | Iterable[str],
+        *,
+        deadline: float = 10.0,
+        request_timeout: float = 3.0,
+    ) -> None:
+        addrs = list(http_addrs.values()) if isinstance(http_addrs, Mapping) else list(http_addrs)
+        if not addrs:
+            raise ValueError("KvClient needs at least one address")
+        self.addrs = addrs
+        self.deadline = deadline
+        self.request_timeout = request_timeout
+        self.leader_http: str | None = None
+        self.pool = HttpPool()
+        #: Attempts that did not end the request (redirects, retries), for reports.
+        self.retries = 0
+
+    @classmethod
+    def for_cluster(cls, spec: str | Mapping[int, NodeAddress], **kwargs: Any) -> KvClient:
+        nodes = parse_cluster(spec) if isinstance(spec, str) else spec
+        return cls({n: a.http for n, a in nodes.items()}, **kwargs)
+
+    async def __aenter__(self) -> KvClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    async def put(self, key: str, value: str, *, deadline: float | None = None) -> str | None:
+        """Set ``key``; returns the previous value (or ``None``)."""
+        body = await self._call("PUT", key_path(key), value.encode(), deadline)
+        previous: str | None = body["previous"]
+        return previous
+
+    async def delete(self, key: str, *, deadline: float | None = None) -> str | None:
+        """Remove ``key``; returns the removed value (or ``None``)."""
+        body = await self._call("DELETE", key_path(key), b"", deadline)
+        previous: str | None = body["previous"]
+        return previous
+
+    async def get(self, key: str, *, deadline: float | None = None) -> str | None:
+        """The leader's value of ``key``, ``None`` if it has none."""
+        body = await self._call("GET", key_path(key), b"", deadline, not_found_ok=True)
+        if body.get("error") == "not_found":
+            return None
+        value: str = body["value"]
+        return value
+
+    async def status(self, addr: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """One node's ``/status``, no retries (``OSError``/``HttpError``/``TimeoutError``)."""
+        response = await self.pool.request(
+            addr, "GET", "/status", timeout=timeout or self.request_timeout
+        )
+        body = response.json_body()
+        if response.status != 200 or not isinstance(body, dict):
+            raise HttpError(f"/status answered {response.status}: {body!r}")
+        return body
+
+    async def statuses(self, *, timeout: float | None = None) -> dict[str, dict[str, Any] | str]:
+        """Every node's status, or why it did not answer, by HTTP address."""
+
+        async def one(addr: str) -> dict[str, Any] | str:
+            try:
+                return await self.status(addr, timeout=timeout)
+            except (OSError, HttpError, TimeoutError) as e:
+                return f"unreachable: {type(e).__name__}: {e}"
+
+        results = await asyncio.gather(*(one(a) for a in self.addrs))
+        return dict(zip(self.addrs, results, strict=True))
+
+    async def _call(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        deadline: float | None,
+        *,
+        not_found_ok: bool = False,
+    ) -> dict[str, Any]:
+        end = time.monotonic() + (deadline if deadline is not None else self.deadline)
+        order = list(self.addrs)
+        next_addr: str | None = self.leader_http
+        turn = 0
+        backoff = 0.02
+        last_problem = "no attempt"
+        while True:
+            if next_addr is None:
+                next_addr = order[turn % len(order)]
+                turn += 1
+            addr, next_addr = next_addr, None
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise KvUnavailable(f"{method} {target}: gave up: {last_problem}")
+            try:
+                response = await self.pool.request(
+                    addr, method, target, body, timeout=min(self.request_timeout, remaining)
+                )
+                answer = response.json_body()
+            except (OSError, HttpError, TimeoutError) as e:
+                last_problem = f"{addr}: {type(e).__name__}: {e}"
+                if self.leader_http == addr:
+                    self.leader_http = None
+                self.retries += 1
+                continue
+            if not isinstance(answer, dict):
+                raise KvError(f"{addr}: not a JSON object: {answer!r}", response.status, answer)
+            status = response.status
+            if status == 200 or (
+                status == 404 and not_found_ok and answer.get("error") == "not_found"
+            ):
+                self.leader_http = addr
+                return answer
+            error = answer.get("error")
+            last_problem = f"{addr}: {status} {error}"
+            if error not in _RETRY:
+                raise KvError(f"{method} {target}: {status} {answer}", status, answer)
+            self.retries += 1
+            hint = answer.get("leader_http")
+            if error == "not_leader" and isinstance(hint, str) and hint != addr:
+                self.leader_http = next_addr = hint
+                continue
+            if self.leader_http == addr:
+                self.leader_http = None
+            # No leader known (an election is on): wait a little before the next node.
+            await asyncio.sleep(min(backoff, max(0.0, end - time.monotonic())))
+            backoff = min(backoff * 2, 0.5)
+
+
+async def wait_for_leader(
+    client: KvClient, *, timeout: float, exclude: Iterable[int] = ()
+) -> dict[str, Any]:
+    """Poll every node's ``/status`` until one is a leader that a majority of
+    the reachable nodes agree on and whose id is not in ``exclude``; its status.
+
+    Raises ``KvUnavailable`` at the deadline.
+    """
+    excluded = set(exclude)
+    end = time.monotonic() + timeout
+    last: dict[str, dict[str, Any] | str] = {}
+    while time.monotonic() < end:
+        last = await client.statuses(timeout=min(1.0, max(0.05, end - time.monotonic())))
+        up = [s for s in last.values() if isinstance(s, dict)]
+        for s in up:
+            if s["role"] != "leader" or s["node_id"] in excluded:
+                continue
+            agree = sum(1 for o in up if o.get("leader_id") == s["node_id"])
+            if agree * 2 > len(client.addrs):
+                return s
+        await asyncio.sleep(0.05)
+    raise KvUnavailable(f"no leader within {timeout}s: {last}")

@@ -1,0 +1,444 @@
+"""HTTP/1.1 for the KV service, sans-IO: bytes in, requests out; responses in, bytes out.
+
+Built on h11. Nothing here touches a socket or an event loop, so one
+implementation serves both runtimes and the tests feed it bytes directly:
+
+- ``ServerConnection`` turns received bytes into ``Request`` values and
+  ``Response`` values into bytes to send. Malformed HTTP, oversized headers
+  and oversized bodies become ready-made error ``Response`` s (400, 431, 413)
+  followed by closing that one connection; the server keeps running.
+- ``serve_connection`` is the whole per-connection loop, written against two
+  awaitables (``recv``, ``send``) that the asyncio and trio socket loops in
+  ``adapters.kv.server`` supply.
+- ``route`` maps a request to an ``Operation`` (or an error ``Response``);
+  ``not_leader_response`` and friends build the API's JSON answers.
+- ``ClientConnection`` is the client side: a request to bytes, bytes to a
+  ``Response``; ``adapters.kv.client`` runs it over asyncio streams.
+
+The API (see docs/kv-service.md): ``PUT /kv/<key>`` with the value as the raw
+UTF-8 request body, ``GET /kv/<key>``, ``DELETE /kv/<key>``, ``GET /status``.
+Keys are percent-decoded from the path. Every answer is a JSON object.
+"""
+
+from __future__ import annotations
+
+import enum
+import http
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import attrs
+import h11
+
+from adapters.kv.state_machine import MAX_KEY_BYTES, MAX_VALUE_BYTES
+
+log = logging.getLogger("adapters.kv.http")
+
+#: The largest request body a server reads (larger ones get 413) and the
+#: largest response body a client reads.
+MAX_BODY = MAX_VALUE_BYTES
+MAX_RESPONSE_BODY = 16 << 20
+#: The largest request line + headers (larger ones get 431).
+MAX_HEADER = 16 * 1024
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class _Signal(enum.Enum):
+    NEED_DATA = "need-data"
+    CLOSED = "closed"
+
+
+#: ``ServerConnection.next_event`` / ``ClientConnection.next_response``: feed more bytes.
+NEED_DATA = _Signal.NEED_DATA
+#: ``ServerConnection.next_event``: the peer closed the connection cleanly.
+CLOSED = _Signal.CLOSED
+
+
+class HttpError(Exception):
+    """The peer broke the HTTP protocol (client side) or the connection failed."""
+
+
+@attrs.frozen
+class Request:
+    method: str
+    target: str
+    headers: Headers = ()
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        """The target without its query string, still percent-encoded."""
+        return urlsplit(self.target).path
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: bytes = b""
+    headers: Headers = ()
+
+    @classmethod
+    def json(cls, status: int, obj: Any, headers: Headers = ()) -> Response:
+        body = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        return cls(status, body, (("content-type", "application/json"), *headers))
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def json_body(self) -> Any:
+        """The body decoded as JSON; ``HttpError`` if it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise HttpError(f"response {self.status} is not JSON: {self.body[:80]!r}") from e
+
+
+def error_response(status: int, error: str, headers: Headers = (), **fields: Any) -> Response:
+    """``{"error": error, **fields}`` with ``status``."""
+    return Response.json(status, {"error": error, **fields}, headers)
+
+
+def _decode_headers(headers: Any) -> Headers:
+    return tuple((bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in headers)
+
+
+def _h11_response(response: Response, close: bool) -> h11.Response:
+    headers = [
+        (k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection")
+    ]
+    headers.append(("content-length", str(len(response.body))))
+    if close:
+        headers.append(("connection", "close"))
+    try:
+        reason = http.HTTPStatus(response.status).phrase
+    except ValueError:
+        reason = ""
+    return h11.Response(status_code=response.status, headers=headers, reason=reason)
+
+
+# -- server ---------------------------------------------------------------------------
+
+
+class ServerConnection:
+    """One HTTP/1.1 server connection (keep-alive, one request at a time).
+
+    Drive it like this (``serve_connection`` does exactly this)::
+
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                send(conn.data_to_send())          # e.g. "100 Continue"
+                conn.receive_data(recv())          # b"" at end of stream
+            elif event is CLOSED:
+                break
+            else:                                  # Request, or an error Response
+                response = event if isinstance(event, Response) else handle(event)
+                conn.respond(response)
+                send(conn.data_to_send())
+                if conn.closing:
+                    break
+    """
+
+    def __init__(self, *, max_body: int = MAX_BODY, max_header: int = MAX_HEADER) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header)
+        self.max_body = max_body
+        self._out = bytearray()
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._head = False
+        #: Set once the connection must be closed after what is in ``data_to_send``.
+        self.closing = False
+        #: Requests answered on this connection.
+        self.requests = 0
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; ``b""`` means it closed its side."""
+        self._h11.receive_data(data)
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Request | Response | _Signal:
+        """The next complete request, an error response to send, or a signal."""
+        if self.closing:
+            return CLOSED
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                error = "headers_too_large" if status == 431 else "bad_request"
+                return self._fail(status, error, str(e))
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if event is h11.PAUSED:  # pragma: no cover - respond() restarts the cycle first
+                return NEED_DATA
+            if isinstance(event, h11.ConnectionClosed):
+                self.closing = True
+                return CLOSED
+            if isinstance(event, h11.Request):
+                self._request = event
+                self._head = event.method == b"HEAD"
+                self._body.clear()
+                length = _content_length(event.headers)
+                if length is not None and length > self.max_body:
+                    return self._fail(413, "body_too_large", f"the limit is {self.max_body} bytes")
+                if self._h11.they_are_waiting_for_100_continue:
+                    self._out += self._h11.send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason="Continue")
+                    )
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > self.max_body:
+                    return self._fail(413, "body_too_large", f"the limit is {self.max_body} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                req = self._request
+                assert req is not None
+                self._request = None
+                return Request(
+                    req.method.decode("ascii"),
+                    req.target.decode("ascii"),
+                    _decode_headers(req.headers),
+                    bytes(self._body),
+                )
+
+    def respond(self, response: Response) -> None:
+        """Queue ``response`` to the current request (or error) for ``data_to_send``."""
+        h = self._h11
+        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self.closing = True  # nothing sensible to send any more
+            return
+        # Answering before the request body arrived (413) leaves the stream
+        # unusable: say so and close.
+        close = self.closing or h.their_state is not h11.DONE
+        try:
+            self._out += h.send(_h11_response(response, close))
+            if not self._head:  # a HEAD answer has the headers of a GET, no body
+                self._out += h.send(h11.Data(data=response.body))
+            self._out += h.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:  # pragma: no cover - defensive
+            self.closing = True
+            return
+        self.requests += 1
+        if close or self._h11.our_state is h11.MUST_CLOSE:  # the client asked to close
+            self.closing = True
+        else:
+            h.start_next_cycle()
+
+    def _fail(self, status: int, error: str, detail: str) -> Response:
+        self.closing = True
+        return error_response(status, error, detail=detail)
+
+
+def _content_length(headers: Any) -> int | None:
+    for k, v in headers:
+        if k == b"content-length":
+            return int(v)  # h11 validated it
+    return None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def serve_connection(
+    recv: Callable[[], Awaitable[bytes]],
+    send: Callable[[bytes], Awaitable[None]],
+    handler: Handler,
+    conn: ServerConnection | None = None,
+) -> None:
+    """Serve one connection until either side closes it.
+
+    ``recv`` returns the next bytes (``b""`` at end of stream, or on an idle
+    timeout); ``send`` writes all of its bytes. A handler that raises gets the
+    client a 500; the connection stays usable.
+    """
+    conn = conn if conn is not None else ServerConnection()
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            out = conn.data_to_send()
+            if out:
+                await send(out)
+            conn.receive_data(await recv())
+        elif isinstance(event, _Signal):  # CLOSED
+            return
+        else:
+            if isinstance(event, Response):
+                response = event
+            else:
+                try:
+                    response = await handler(event)
+                except Exception as e:
+                    log.exception("handler failed on %s %s", event.method, event.target)
+                    response = error_response(500, "internal", detail=f"{type(e).__name__}: {e}")
+            conn.respond(response)
+            await send(conn.data_to_send())
+            if conn.closing:
+                return
+
+
+# -- the API's routes and answers ---------------------------------------------------------
+
+
+@attrs.frozen
+class Get:
+    key: str
+
+
+@attrs.frozen
+class Put:
+    key: str
+    value: str
+
+
+@attrs.frozen
+class Delete:
+    key: str
+
+
+@attrs.frozen
+class Status:
+    pass
+
+
+Operation = Get | Put | Delete | Status
+
+KV_PREFIX = "/kv/"
+
+
+def key_path(key: str) -> str:
+    """The request path of ``key`` (percent-encoded)."""
+    return KV_PREFIX + quote(key, safe="")
+
+
+def route(request: Request) -> Operation | Response:
+    """What ``request`` asks for, or the error response it deserves."""
+    path = request.path
+    if path == "/status":
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        return Status()
+    if not path.startswith(KV_PREFIX):
+        return error_response(404, "no_such_route", detail=f"no route for {path!r}")
+    try:
+        key = unquote(path[len(KV_PREFIX) :], errors="strict")
+    except UnicodeDecodeError:
+        return error_response(400, "bad_key", detail="the key is not UTF-8")
+    if not key:
+        return error_response(400, "bad_key", detail="empty key")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return error_response(400, "bad_key", detail=f"keys are at most {MAX_KEY_BYTES} bytes")
+    if request.method == "GET":
+        return Get(key)
+    if request.method == "DELETE":
+        return Delete(key)
+    if request.method == "PUT":
+        try:
+            value = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(400, "bad_value", detail="the value is not UTF-8")
+        return Put(key, value)
+    return _method_not_allowed("GET, PUT, DELETE")
+
+
+def _method_not_allowed(allow: str) -> Response:
+    return error_response(405, "method_not_allowed", (("allow", allow),), allow=allow)
+
+
+def not_leader_response(
+    leader_id: int | None, leader_http: str | None, target: str | None = None
+) -> Response:
+    """Where to send a request this node cannot serve.
+
+    With a known leader: ``307`` (so ``curl -L`` follows it, method and body
+    kept) with ``Location`` and ``{"error": "not_leader", "leader_id",
+    "leader_http"}``; with none: ``503 {"error": "no_leader"}``.
+    """
+    if leader_id is None or leader_http is None:
+        return error_response(503, "no_leader", leader_id=leader_id, leader_http=None)
+    headers: Headers = ()
+    if target is not None:
+        headers = (("location", f"http://{leader_http}{target}"),)
+    return error_response(307, "not_leader", headers, leader_id=leader_id, leader_http=leader_http)
+
+
+# -- client -------------------------------------------------------------------------------
+
+
+class ClientConnection:
+    """One HTTP/1.1 client connection: a request out, its response in; repeatable."""
+
+    def __init__(self, host: str, *, max_body: int = MAX_RESPONSE_BODY) -> None:
+        self.host = host
+        self.max_body = max_body
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER)
+        self._response: h11.Response | None = None
+        self._body = bytearray()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may follow on this connection."""
+        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+
+    def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> bytes:
+        """The bytes of one request."""
+        h = self._h11
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+        hdrs = [("host", self.host), *headers]
+        if body or method in ("PUT", "POST"):
+            hdrs.append(("content-length", str(len(body))))
+        out = h.send(h11.Request(method=method, target=target, headers=hdrs))
+        if body:
+            out += h.send(h11.Data(data=body))
+        out += h.send(h11.EndOfMessage())
+        self._response = None
+        self._body.clear()
+        return out
+
+    def receive_data(self, data: bytes) -> None:
+        self._h11.receive_data(data)
+
+    def next_response(self) -> Response | _Signal:
+        """The response once complete, else ``NEED_DATA``; ``HttpError`` if broken."""
+        h = self._h11
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as e:
+                raise HttpError(f"bad response: {e}") from e
+            if event is h11.NEED_DATA:
+                return NEED_DATA
+            if isinstance(event, h11.ConnectionClosed):
+                raise HttpError("the server closed the connection before responding")
+            if isinstance(event, h11.Response):
+                self._response = event
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > self.max_body:
+                    raise HttpError(f"response body over {self.max_body} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                r = self._response
+                assert r is not None
+                response = Response(r.status_code, bytes(self._body), _decode_headers(r.headers))
+                if h.our_state is h11.DONE and h.their_state is h11.DONE:
+                    h.start_next_cycle()
+                return response
+            # InformationalResponse (100 Continue) needs nothing.

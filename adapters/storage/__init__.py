@@ -1,0 +1,24 @@
+"""Log stores: ``MemoryLogStore`` for tests, ``SqliteLogStore`` as the durable default.
+
+Both implement ``raftcore.storage.LogStore`` and pass
+``raftcore.testing.storage_suite.LogStoreSuite``; see ``docs/storage.md``.
+"""
+
+from adapters.storage.memory import MemoryBacking, MemoryLogStore
+from adapters.storage.sqlite import (
+    FORMAT_VERSION,
+    CorruptLogError,
+    SqliteLogStore,
+    SqliteStoreError,
+    StoreFormatError,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CorruptLogError",
+    "MemoryBacking",
+    "MemoryLogStore",
+    "SqliteLogStore",
+    "SqliteStoreError",
+    "StoreFormatError",
+]

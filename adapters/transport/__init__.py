@@ -1,0 +1,43 @@
+"""Transports: how Raft messages travel between nodes.
+
+- ``frames``: the wire format (length-prefixed frames, the Hello check) and
+  the framework-neutral sending core.
+- ``inproc``: ``InProcNetwork`` for tests and benchmarks (partitions, codec
+  round trip).
+- ``asyncio_tcp.AsyncioTcpTransport`` and ``trio_tcp.TrioTcpTransport``: TCP
+  with optional mutual TLS (import the trio one from its module: trio is
+  optional).
+
+Every transport has ``send(to, msg)`` (synchronous, never blocks, drops and
+counts on trouble), ``set_peer``/``remove_peer`` and ``stats()``. See
+``docs/transport.md``.
+"""
+
+from adapters.transport.asyncio_tcp import AsyncioTcpTransport
+from adapters.transport.frames import (
+    DEFAULT_MAX_FRAME,
+    FrameDecoder,
+    FrameError,
+    HandshakeError,
+    OtherClusterError,
+    UnknownNodeError,
+    VersionMismatchError,
+    check_hello,
+    encode_frame,
+)
+from adapters.transport.inproc import InProcNetwork, InProcTransport
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "AsyncioTcpTransport",
+    "FrameDecoder",
+    "FrameError",
+    "HandshakeError",
+    "InProcNetwork",
+    "InProcTransport",
+    "OtherClusterError",
+    "UnknownNodeError",
+    "VersionMismatchError",
+    "check_hello",
+    "encode_frame",
+]

@@ -1,0 +1,213 @@
+"""One node of the cluster benchmark (started by ``bench.cluster_bench``).
+
+``python -m bench.cluster_node --id N --addrs 1=host:port,... --runtime asyncio|trio
+--storage memory|sqlite --data-dir DIR [--load CLIENTS,... --duration S --warmup S]``
+
+Every node serves until it is terminated. The node given ``--load``
+initializes the cluster, makes sure it leads (triggering an election if
+another node won), then, for each client count, keeps that many writes
+outstanding for the warm-up plus the measured time and prints one JSON line
+with the figures. It exits when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.errors import Timeout
+from adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.config import Config
+from raftcore.entries import Entry, EntryKind
+from raftcore.errors import ClientError
+from raftcore.ids import ZERO_LOG_ID, LogId, NodeId
+from raftcore.state import Metrics, Role
+from raftcore.storage import LogStore
+
+PAYLOAD = b"x" * 16
+CONFIG = Config(election_timeout_min=0.3, election_timeout_max=0.6, heartbeat_interval=0.05)
+
+
+class CountingStateMachine:
+    """Counts applied writes; the result of a write is its index."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
+        out = [(e.log_id.index, e.log_id.index) for e in entries if e.kind is EntryKind.NORMAL]
+        self.count += len(out)
+        return out
+
+    def applied(self) -> LogId:
+        return ZERO_LOG_ID
+
+
+def _parse_addrs(text: str) -> dict[NodeId, str]:
+    return {int(k): v for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+async def _load(
+    node: Any, clients: int, duration: float, warmup: float, spawn: Spawn
+) -> dict[str, Any]:
+    """Keep ``clients`` writes outstanding; latency of writes that finish after warm-up."""
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+    latencies: list[float] = []
+    errors = 0
+
+    async def client() -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                await node.write(PAYLOAD, timeout=5.0)
+            except (ClientError, Timeout):
+                errors += 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= measure_from:
+                latencies.append(t1 - t0)
+
+    await spawn([client for _ in range(clients)])
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        if not latencies:
+            return math.nan
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3)
+
+    return {
+        "clients": clients,
+        "writes": len(latencies),
+        "errors": errors,
+        "seconds": duration,
+        "writes_per_s": round(len(latencies) / duration),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
+
+
+Spawn = Callable[[list[Callable[[], Awaitable[None]]]], Awaitable[None]]
+
+
+async def _lead(node: Any, addrs: dict[NodeId, str]) -> None:
+    if node.metrics().last_log_id.index == 0:
+        await node.initialize(addrs)
+
+    def settled(m: Metrics) -> bool:
+        return m.leader_id is not None and m.vote.committed
+
+    def leading(m: Metrics) -> bool:
+        # Leader, and its own blank entry committed: ready to measure.
+        return m.role is Role.LEADER and m.committed.index >= m.last_log_id.index
+
+    for _ in range(20):
+        m = await node.wait_for(settled, timeout=10.0)
+        if m.role is not Role.LEADER:
+            await node.trigger_election()
+        try:
+            await node.wait_for(leading, timeout=2.0)
+            return
+        except Timeout:
+            continue
+    raise RuntimeError("could not become leader")
+
+
+async def _node_main(args: argparse.Namespace, node: Any, spawn: Spawn) -> None:
+    addrs = _parse_addrs(args.addrs)
+    if not args.load:
+        await args.forever()
+        return
+    await _lead(node, addrs)
+    for clients in [int(c) for c in args.load.split(",")]:
+        result = await _load(node, clients, args.duration, args.warmup, spawn)
+        print(json.dumps(result), flush=True)
+
+
+def _store(args: argparse.Namespace) -> LogStore:
+    if args.storage == "sqlite":
+        return SqliteLogStore(Path(args.data_dir) / f"node{args.id}.sqlite3")
+    return MemoryLogStore()
+
+
+def run_asyncio(args: argparse.Namespace) -> None:
+    from adapters.asyncio_node import open_node
+    from adapters.transport.asyncio_tcp import AsyncioTcpTransport
+
+    async def spawn(fns: list[Callable[[], Awaitable[None]]]) -> None:
+        await asyncio.gather(*(fn() for fn in fns))
+
+    async def main() -> None:
+        addrs = _parse_addrs(args.addrs)
+        peers = {n: a for n, a in addrs.items() if n != args.id}
+        transport = AsyncioTcpTransport(args.id, "bench", addrs[args.id], peers)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        args.forever = stop.wait
+        async with open_node(
+            args.id, CONFIG, _store(args), CountingStateMachine(), transport
+        ) as node:
+            await _node_main(args, node, spawn)
+
+    asyncio.run(main())
+
+
+def run_trio(args: argparse.Namespace) -> None:
+    import trio
+
+    from adapters.transport.trio_tcp import TrioTcpTransport
+    from adapters.trio_node import open_node
+
+    async def spawn(fns: list[Callable[[], Awaitable[None]]]) -> None:
+        async with trio.open_nursery() as nursery:
+            for fn in fns:
+                nursery.start_soon(fn)
+
+    async def main() -> None:
+        addrs = _parse_addrs(args.addrs)
+        peers = {n: a for n, a in addrs.items() if n != args.id}
+        transport = TrioTcpTransport(args.id, "bench", addrs[args.id], peers)
+
+        async def forever() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    return
+
+        args.forever = forever
+        async with open_node(
+            args.id, CONFIG, _store(args), CountingStateMachine(), transport
+        ) as node:
+            await _node_main(args, node, spawn)
+
+    trio.run(main)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.cluster_node")
+    p.add_argument("--id", type=int, required=True)
+    p.add_argument("--addrs", required=True)
+    p.add_argument("--runtime", choices=["asyncio", "trio"], default="asyncio")
+    p.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
+    p.add_argument("--data-dir", default=".")
+    p.add_argument("--load", default="", help="client counts to measure (this node leads)")
+    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    args = p.parse_args(argv)
+    (run_trio if args.runtime == "trio" else run_asyncio)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The storage protocols an adapter executes the engine's commands against.
+
+They are synchronous on purpose: a runtime calls them from one worker thread
+(asyncio) or ``trio.to_thread`` so a blocking ``fsync`` never stalls the event
+loop, and a store needs no knowledge of any IO framework. Implementations:
+``adapters.storage.MemoryLogStore`` (tests) and ``adapters.storage.SqliteLogStore``
+(the durable embedded default). ``raftcore.testing.storage_suite`` checks a
+store against this contract.
+
+Durability: a write is durable once ``flush()`` returns; a store may make each
+call durable by itself (then ``flush`` has nothing to do). The runtimes issue a
+batch of writes and one ``flush`` per batch, then report ``IoFlushed``.
+``close()`` does not flush: writes not yet flushed may be lost, as in a crash.
+
+Threading: a store or state machine may say ``blocking = False`` (a class
+attribute) when its calls never block; the runtimes then call it on the event
+loop instead of a worker thread. Without the attribute a log store is assumed
+to block and a state machine not to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from raftcore.entries import Entry
+from raftcore.ids import LogId, Vote
+from raftcore.state import RecoveredState
+
+
+class LogStore(Protocol):
+    """The vote and the log of one node."""
+
+    def load(self) -> RecoveredState:
+        """Everything durable: vote, the entries after ``last_purged``, the last
+        saved commit hint, and the membership in effect at ``last_purged``
+        (the last membership entry the purge removed, if any). ``applied`` is
+        left at its default: the state machine knows it."""
+        ...
+
+    def save_vote(self, vote: Vote) -> None: ...
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append entries that continue the log (the first one's index is the
+        last index + 1); raises ``ValueError`` otherwise and writes nothing."""
+        ...
+
+    def truncate(self, since: int) -> None:
+        """Delete every entry with index >= ``since`` (nothing if none)."""
+        ...
+
+    def purge(self, upto: LogId) -> None:
+        """Delete every entry with index <= ``upto.index``; ``load`` then
+        reports ``last_purged == upto`` (purging backwards is a no-op)."""
+        ...
+
+    def save_committed(self, committed: LogId) -> None:
+        """Record a commit hint; optional for correctness (see ``RecoveredState``)."""
+        ...
+
+    def flush(self) -> None:
+        """Return once every earlier call is durable."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; unflushed writes may be lost."""
+        ...
+
+
+class StateMachine(Protocol):
+    """The application's replicated state.
+
+    Snapshots (building one, installing a received one) join this protocol
+    with the snapshot feature.
+    """
+
+    def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
+        """Apply committed entries in order; return ``(index, result)`` for each
+        normal entry whose result a client may be waiting for."""
+        ...
+
+    def applied(self) -> LogId:
+        """The last entry applied durably (``ZERO_LOG_ID`` for a state machine
+        rebuilt from the log on every start)."""
+        ...

@@ -1,0 +1,493 @@
+"""The KV service's sans-IO HTTP layer and its framework-neutral API handler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+
+from adapters.errors import ShuttingDown, Timeout
+from adapters.kv.client import NodeAddress, parse_cluster
+from adapters.kv.http import (
+    CLOSED,
+    NEED_DATA,
+    ClientConnection,
+    Delete,
+    Get,
+    HttpError,
+    Put,
+    Request,
+    Response,
+    ServerConnection,
+    Status,
+    key_path,
+    not_leader_response,
+    route,
+    serve_connection,
+)
+from adapters.kv.server import KvApi
+from adapters.kv.state_machine import KVStateMachine, Rejected
+from raftcore.errors import LeadershipLost, NodeStopped, NotLeader
+from raftcore.ids import LogId, Vote
+from raftcore.membership import Membership
+from raftcore.state import Metrics, Role
+
+# -- ServerConnection --------------------------------------------------------------------------
+
+
+def feed(conn: ServerConnection, data: bytes) -> Request | Response | object:
+    conn.receive_data(data)
+    return conn.next_event()
+
+
+def parse_response(data: bytes) -> Response:
+    client = ClientConnection("x")
+    client.request("GET", "/")  # put the client state machine in the "awaiting response" state
+    client.receive_data(data)
+    r = client.next_response()
+    assert isinstance(r, Response)
+    return r
+
+
+def test_a_request_comes_out_whole_and_keep_alive_works() -> None:
+    conn = ServerConnection()
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"PUT /kv/a%20b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel")
+    assert conn.next_event() is NEED_DATA
+    req = feed(conn, b"lo")
+    assert req == Request("PUT", "/kv/a%20b", (("host", "x"), ("content-length", "5")), b"hello")
+    conn.respond(Response.json(200, {"ok": True}))
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert parse_response(out).json_body() == {"ok": True}
+    assert not conn.closing
+    # Next request on the same connection.
+    req2 = feed(conn, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(req2, Request) and req2.method == "GET" and req2.path == "/status"
+    conn.respond(Response.json(200, {}))
+    assert conn.requests == 2
+
+
+def test_pipelined_requests_are_served_one_at_a_time() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b"GET /kv/a HTTP/1.1\r\nHost: x\r\n\r\nGET /kv/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = conn.next_event()
+    assert isinstance(first, Request) and first.target == "/kv/a"
+    conn.respond(Response.json(404, {}))
+    second = conn.next_event()
+    assert isinstance(second, Request) and second.target == "/kv/b"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /kv/a HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host
+        b"GET /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET /kv/a HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ],
+)
+def test_malformed_http_gets_400_and_the_connection_closes(garbage: bytes) -> None:
+    conn = ServerConnection()
+    event = feed(conn, garbage)
+    assert isinstance(event, Response) and event.status == 400
+    assert event.json_body()["error"] == "bad_request"
+    conn.respond(event)
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"connection: close" in out
+    assert conn.closing and conn.next_event() is CLOSED
+
+
+def test_oversized_headers_get_431() -> None:
+    conn = ServerConnection(max_header=1024)
+    event = feed(conn, b"GET /kv/a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
+    assert isinstance(event, Response) and event.status == 431
+    assert event.json_body()["error"] == "headers_too_large"
+
+
+def test_a_declared_large_body_gets_413_before_it_is_read() -> None:
+    conn = ServerConnection(max_body=100)
+    event = feed(conn, b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n")
+    assert isinstance(event, Response) and event.status == 413
+    conn.respond(event)
+    assert b"connection: close" in conn.data_to_send()
+    assert conn.closing
+
+
+def test_a_large_chunked_body_gets_413_once_over_the_limit() -> None:
+    conn = ServerConnection(max_body=100)
+    head = b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"40\r\n" + b"x" * 64 + b"\r\n"
+    assert feed(conn, head + chunk) is NEED_DATA
+    event = feed(conn, chunk)
+    assert isinstance(event, Response) and event.status == 413
+    # A body within the limit is fine.
+    conn = ServerConnection(max_body=100)
+    req = feed(conn, head + chunk + b"0\r\n\r\n")
+    assert isinstance(req, Request) and req.body == b"x" * 64
+
+
+def test_expect_100_continue_is_answered() -> None:
+    conn = ServerConnection()
+    head = b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    assert feed(conn, head) is NEED_DATA
+    assert conn.data_to_send().startswith(b"HTTP/1.1 100 Continue")
+    req = feed(conn, b"abc")
+    assert isinstance(req, Request) and req.body == b"abc"
+
+
+def test_client_connection_close_is_honoured() -> None:
+    conn = ServerConnection()
+    req = feed(conn, b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert isinstance(req, Request)
+    conn.respond(Response.json(200, {}))
+    assert conn.closing
+
+
+def test_head_gets_headers_only_and_keeps_the_connection() -> None:
+    conn = ServerConnection()
+    req = feed(conn, b"HEAD /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(req, Request) and route(req) == Status()
+    conn.respond(Response.json(200, {"a": 1}))
+    out = conn.data_to_send()
+    assert out.endswith(b"content-length: 8\r\n\r\n")
+    assert not conn.closing and conn.requests == 1
+
+
+def test_eof_between_requests_is_a_clean_close() -> None:
+    conn = ServerConnection()
+    assert feed(conn, b"") is CLOSED
+
+
+# -- client side ------------------------------------------------------------------------------
+
+
+def test_client_and_server_connections_talk() -> None:
+    server, client = ServerConnection(), ClientConnection("127.0.0.1:8001")
+    for value in ("v1", "ünïcode"):
+        server.receive_data(client.request("PUT", key_path("k/1"), value.encode()))
+        req = server.next_event()
+        assert isinstance(req, Request)
+        assert req.header("Host") == "127.0.0.1:8001"
+        assert route(req) == Put("k/1", value)
+        server.respond(Response.json(200, {"ok": True, "previous": None}))
+        client.receive_data(server.data_to_send())
+        resp = client.next_response()
+        assert isinstance(resp, Response) and resp.status == 200
+        assert resp.header("content-type") == "application/json"
+        assert client.reusable
+
+
+def test_client_rejects_garbage_and_early_close() -> None:
+    client = ClientConnection("x")
+    client.request("GET", "/status")
+    client.receive_data(b"NOT HTTP\r\n\r\n")
+    with pytest.raises(HttpError):
+        client.next_response()
+    client = ClientConnection("x")
+    client.request("GET", "/status")
+    client.receive_data(b"")
+    with pytest.raises(HttpError):
+        client.next_response()
+
+
+def test_client_bounds_the_response_body() -> None:
+    client = ClientConnection("x", max_body=10)
+    client.request("GET", "/status")
+    client.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n" + b"x" * 20)
+    with pytest.raises(HttpError, match="over 10 bytes"):
+        client.next_response()
+
+
+# -- routing --------------------------------------------------------------------------------
+
+
+def req(method: str, target: str, body: bytes = b"") -> Request:
+    return Request(method, target, (("host", "x"),), body)
+
+
+def test_routes() -> None:
+    assert route(req("GET", "/status")) == Status()
+    assert route(req("GET", "/kv/a")) == Get("a")
+    assert route(req("GET", "/kv/a%2Fb?x=1")) == Get("a/b")
+    assert route(req("DELETE", "/kv/a")) == Delete("a")
+    assert route(req("PUT", "/kv/a", b"v")) == Put("a", "v")
+    assert route(req("PUT", "/kv/a", b"")) == Put("a", "")
+    assert route(req("GET", key_path("sp ace/ü"))) == Get("sp ace/ü")
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "error"),
+    [
+        (req("GET", "/nope"), 404, "no_such_route"),
+        (req("GET", "/kv/"), 400, "bad_key"),
+        (req("GET", "/kv/%ff"), 400, "bad_key"),
+        (req("GET", "/kv/" + "k" * 2000), 400, "bad_key"),
+        (req("PUT", "/kv/a", b"\xff\xfe"), 400, "bad_value"),
+        (req("POST", "/kv/a", b"v"), 405, "method_not_allowed"),
+        (req("PUT", "/status"), 405, "method_not_allowed"),
+    ],
+)
+def test_bad_routes(request_: Request, status: int, error: str) -> None:
+    r = route(request_)
+    assert isinstance(r, Response) and r.status == status
+    assert r.json_body()["error"] == error
+
+
+def test_not_leader_response() -> None:
+    r = not_leader_response(2, "127.0.0.1:8002", "/kv/a")
+    assert r.status == 307
+    assert r.header("location") == "http://127.0.0.1:8002/kv/a"
+    assert r.json_body() == {"error": "not_leader", "leader_id": 2, "leader_http": "127.0.0.1:8002"}
+    r = not_leader_response(None, None, "/kv/a")
+    assert r.status == 503
+    assert r.json_body() == {"error": "no_leader", "leader_id": None, "leader_http": None}
+
+
+# -- serve_connection over fake streams ---------------------------------------------------------
+
+
+def run_connection(chunks: list[bytes], handler: Callable[[Request], Any]) -> bytes:
+    sent = bytearray()
+    pending = list(chunks)
+
+    async def recv() -> bytes:
+        return pending.pop(0) if pending else b""
+
+    async def send(data: bytes) -> None:
+        sent.extend(data)
+
+    async def handle(request: Request) -> Response:
+        result: Response = handler(request)
+        return result
+
+    asyncio.run(serve_connection(recv, send, handle))
+    return bytes(sent)
+
+
+def test_serve_connection_answers_each_request_and_survives_a_failing_handler() -> None:
+    def handler(request: Request) -> Response:
+        if request.path == "/boom":
+            raise RuntimeError("kaput")
+        return Response.json(200, {"path": request.path})
+
+    out = run_connection(
+        [b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /boom HTTP/1.1\r\n", b"Host: x\r\n\r\n"],
+        handler,
+    )
+    assert out.count(b"HTTP/1.1 200 OK") == 1
+    assert out.count(b"HTTP/1.1 500 Internal Server Error") == 1
+    assert b'"error":"internal"' in out and b"kaput" in out
+
+
+def test_serve_connection_answers_garbage_with_400_and_stops() -> None:
+    out = run_connection([b"BLAH\r\n\r\n", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"], lambda r: None)
+    assert out.startswith(b"HTTP/1.1 400 Bad Request")
+    assert out.count(b"HTTP/1.1") == 1
+
+
+# -- KvApi with a fake node ---------------------------------------------------------------------
+
+CLUSTER = parse_cluster("1=127.0.0.1:7001,2=127.0.0.1:7002/127.0.0.1:9002,3=127.0.0.1:7003")
+
+
+def metrics(role: Role, leader: int | None, term: int = 2, applied_term: int = 2) -> Metrics:
+    return Metrics(
+        node_id=1,
+        role=role,
+        vote=Vote(term, leader or 0, leader is not None),
+        leader_id=leader,
+        last_log_id=LogId(applied_term, leader or 1, 10),
+        committed=LogId(applied_term, leader or 1, 10),
+        applied=LogId(applied_term, leader or 1, 10),
+        membership=Membership.of({n: a.raft for n, a in CLUSTER.items()}),
+        replication={2: LogId(applied_term, 1, 9)},
+        extra={"transport": {"sent": 3}, "odd": object()},
+    )
+
+
+@attrs.define
+class FakeNode:
+    m: Metrics
+    outcome: Any = None
+    ready_later: Metrics | None = None
+    writes: list[Any] = attrs.Factory(list)
+
+    async def write(self, data: Any, *, timeout: float | None = None) -> Any:
+        self.writes.append(data)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def metrics(self) -> Metrics:
+        return self.m
+
+    async def wait_for(self, predicate: Callable[[Metrics], bool], *, timeout: float) -> Metrics:
+        if self.ready_later is not None:
+            self.m = self.ready_later
+        if predicate(self.m):
+            return self.m
+        raise Timeout(timeout)
+
+
+def call(node: FakeNode, request: Request, sm: KVStateMachine | None = None) -> Response:
+    api = KvApi(node, sm or KVStateMachine(), 1, CLUSTER, runtime="asyncio")
+    return asyncio.run(api.handle(request))
+
+
+def test_put_and_delete_go_through_the_log() -> None:
+    node = FakeNode(metrics(Role.LEADER, 1), outcome="old")
+    r = call(node, req("PUT", "/kv/k", b"new"))
+    assert (r.status, r.json_body()) == (200, {"ok": True, "previous": "old"})
+    r = call(node, req("DELETE", "/kv/k"))
+    assert (r.status, r.json_body()) == (200, {"ok": True, "previous": "old"})
+    assert node.writes == [["put", "k", "new"], ["delete", "k"]]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (Timeout(5.0), 503, "timeout"),
+        (LeadershipLost(3), 503, "leadership_lost"),
+        (ShuttingDown(), 503, "shutting_down"),
+        (NodeStopped("disk full"), 500, "node_stopped"),
+        (NotLeader(None, None), 503, "no_leader"),
+    ],
+)
+def test_write_errors_map_to_statuses(error: Exception, status: int, code: str) -> None:
+    r = call(FakeNode(metrics(Role.LEADER, 1), outcome=error), req("PUT", "/kv/k", b"v"))
+    assert r.status == status and r.json_body()["error"] == code
+
+
+def test_a_rejected_command_is_a_400() -> None:
+    r = call(FakeNode(metrics(Role.LEADER, 1), outcome=Rejected("nope")), req("DELETE", "/kv/k"))
+    assert r.status == 400 and r.json_body()["error"] == "rejected"
+
+
+def test_a_write_to_a_follower_redirects_to_the_leaders_http_address() -> None:
+    node = FakeNode(metrics(Role.FOLLOWER, 2), outcome=NotLeader(2, "127.0.0.1:7002"))
+    r = call(node, req("PUT", "/kv/k", b"v"))
+    assert r.status == 307
+    assert r.json_body() == {"error": "not_leader", "leader_id": 2, "leader_http": "127.0.0.1:9002"}
+    assert r.header("location") == "http://127.0.0.1:9002/kv/k"
+    # A leader missing from the spec: its Raft address + 1000.
+    node = FakeNode(metrics(Role.FOLLOWER, 7), outcome=NotLeader(7, "10.0.0.7:7007"))
+    assert call(node, req("PUT", "/kv/k", b"v")).json_body()["leader_http"] == "10.0.0.7:8007"
+
+
+def test_reads_are_served_by_a_ready_leader_only() -> None:
+    sm = KVStateMachine()
+    sm.data["k"] = "v"
+    r = call(FakeNode(metrics(Role.LEADER, 1)), req("GET", "/kv/k"), sm)
+    assert (r.status, r.json_body()) == (200, {"value": "v"})
+    r = call(FakeNode(metrics(Role.LEADER, 1)), req("GET", "/kv/missing"), sm)
+    assert (r.status, r.json_body()) == (404, {"error": "not_found", "key": "missing"})
+    # A follower redirects.
+    r = call(FakeNode(metrics(Role.FOLLOWER, 3)), req("GET", "/kv/k"), sm)
+    assert r.status == 307 and r.json_body()["leader_http"] == "127.0.0.1:8003"
+    r = call(FakeNode(metrics(Role.CANDIDATE, None)), req("GET", "/kv/k"), sm)
+    assert r.status == 503 and r.json_body()["error"] == "no_leader"
+    # A new leader that has not applied an entry of its term waits, then serves...
+    node = FakeNode(metrics(Role.LEADER, 1, applied_term=1), ready_later=metrics(Role.LEADER, 1))
+    assert call(node, req("GET", "/kv/k"), sm).status == 200
+    # ...or gives up with 503.
+    node = FakeNode(metrics(Role.LEADER, 1, applied_term=1))
+    r = call(node, req("GET", "/kv/k"), sm)
+    assert r.status == 503 and r.json_body()["error"] == "leader_not_ready"
+
+
+def test_status_is_json() -> None:
+    sm = KVStateMachine()
+    sm.data["k"] = "v"
+    r = call(FakeNode(metrics(Role.LEADER, 1)), req("GET", "/status"), sm)
+    assert r.status == 200
+    s = json.loads(r.body)
+    assert s["node_id"] == 1 and s["role"] == "leader" and s["leader_id"] == 1
+    assert s["leader_http"] == "127.0.0.1:8001" and s["http"] == "127.0.0.1:8001"
+    assert s["term"] == 2 and s["applied"] == {"term": 2, "node_id": 1, "index": 10}
+    assert s["membership"]["voters"] == [[1, 2, 3]]
+    assert s["replication"] == {"2": {"term": 2, "node_id": 1, "index": 9}}
+    assert s["keys"] == 1 and s["extra"]["transport"] == {"sent": 3}
+
+
+def test_cluster_spec() -> None:
+    assert CLUSTER[1] == NodeAddress(1, "127.0.0.1:7001", "127.0.0.1:8001")
+    assert CLUSTER[2] == NodeAddress(2, "127.0.0.1:7002", "127.0.0.1:9002")
+    for bad in ("", "x=1.2.3.4:5", "1=nohost", "1=a:1,1=b:2", "0=a:1", "1=a:99999"):
+        with pytest.raises(ValueError):
+            parse_cluster(bad)
+
+
+# -- the two socket loops over real sockets ----------------------------------------------------
+
+
+async def echo(request: Request) -> Response:
+    return Response.json(200, {"method": request.method, "path": request.path})
+
+
+def test_asyncio_socket_loop_serves_and_survives_garbage() -> None:
+    from adapters.kv.client import HttpPool
+    from adapters.kv.server import close_http_asyncio, serve_http_asyncio
+
+    async def main() -> None:
+        server = await serve_http_asyncio(echo, "127.0.0.1", 0)
+        addr = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        pool = HttpPool()
+        try:
+            for _ in range(3):  # keep-alive: one connection, three requests
+                r = await pool.request(addr, "GET", "/kv/x", timeout=5)
+                assert r.json_body() == {"method": "GET", "path": "/kv/x"}
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(addr.split(":")[1]))
+            writer.write(b"\x16\x03\x01 not http at all\r\n\r\n")
+            answer = await reader.read()  # the server answers and closes
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request")
+            writer.close()
+            r = await pool.request(addr, "PUT", "/kv/y", b"v", timeout=5)
+            assert r.status == 200
+        finally:
+            pool.close()
+            await close_http_asyncio(server)
+
+    asyncio.run(main())
+
+
+def test_trio_socket_loop_serves_and_survives_garbage() -> None:
+    import functools
+
+    import trio
+
+    from adapters.kv.server import serve_http_trio
+
+    async def exchange(port: int, data: bytes) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(data)
+            out = b""
+            while chunk := await stream.receive_some(65536):
+                out += chunk
+            return out
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                functools.partial(serve_http_trio, echo, "127.0.0.1", 0)
+            )
+            port = listeners[0].socket.getsockname()[1]
+            garbage = await exchange(port, b"NOPE\r\n\r\n")
+            assert garbage.startswith(b"HTTP/1.1 400 Bad Request")
+            client = ClientConnection(f"127.0.0.1:{port}")
+            ok = await exchange(
+                port, client.request("GET", "/status", headers=(("connection", "close"),))
+            )
+            client.receive_data(ok)
+            r = client.next_response()
+            assert isinstance(r, Response) and r.json_body() == {"method": "GET", "path": "/status"}
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

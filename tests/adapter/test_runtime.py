@@ -1,0 +1,215 @@
+"""The runtimes' behaviour, the same suite for asyncio and trio, in-process and TCP."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from runtime_kit import KITS, WAIT, Kit, cluster
+
+from adapters.errors import ShuttingDown, Timeout
+from adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.entries import Entry
+from raftcore.errors import LocalProtocolError, NodeStopped, NotLeader
+from raftcore.state import Role
+
+RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
+NETWORKS = pytest.mark.parametrize("tcp", [False, True], ids=["inproc", "tcp"])
+
+
+@RUNTIMES
+@NETWORKS
+def test_election_and_writes(kit: Kit, tcp: bool) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 3):
+            async with cluster(kit, 3, tcp=tcp) as c:
+                leader = await c.leader()
+                first = await leader.write("a", timeout=WAIT)
+                results = await kit.gather(*(leader.write(i, timeout=WAIT) for i in range(50)))
+                assert all(not isinstance(r, BaseException) for r in results), results
+                # Each result is (index, data), indexes distinct and after the first write.
+                assert sorted(r[1] for r in results) == list(range(50))
+                indexes = [r[0] for r in results]
+                assert len(set(indexes)) == 50 and min(indexes) > first[0]
+                batch = await leader.write_batch(["x", "y"], timeout=WAIT)
+                assert [b[1] for b in batch] == ["x", "y"] and batch[1][0] == batch[0][0] + 1
+                await c.wait_applied(batch[1][0])
+                for n in c.ids:  # every state machine applied the same sequence
+                    assert c.sms[n].items == c.sms[leader.node_id].items
+                m = leader.metrics()
+                assert m.role is Role.LEADER and m.committed.index >= batch[1][0]
+                assert m.extra["write_batches"] >= 1  # concurrent writes were batched
+                assert set(m.replication) == set(c.ids) - {leader.node_id}
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_write_to_a_follower_names_the_leader(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+                follower = next(c.nodes[n] for n in c.ids if n != leader.node_id)
+                with pytest.raises(NotLeader) as exc:
+                    await follower.write("x", timeout=WAIT)
+                assert exc.value.leader_id == leader.node_id
+                assert exc.value.leader_info == c.addrs[leader.node_id]
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+@NETWORKS
+def test_leader_failover(kit: Kit, tcp: bool) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 3):
+            async with cluster(kit, 3, tcp=tcp) as c:
+                old = await c.leader()
+                acked = [await old.write(f"before-{i}", timeout=WAIT) for i in range(10)]
+                await c.stop(old.node_id)
+                rest = [n for n in c.ids if n != old.node_id]
+                new = await c.leader(rest)
+                assert new.node_id != old.node_id
+                after = await new.write("after", timeout=WAIT)
+                await c.wait_applied(after[0], rest)
+                for n in rest:
+                    items = c.sms[n].items
+                    assert [data for _, data in acked] == [x for x in items if x != "after"][:10]
+                    assert items[-1] == "after"
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_restart_from_sqlite_keeps_the_log_and_reapplies(kit: Kit, tmp_path: Path) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 3):
+            async with cluster(kit, 3, init=False) as c:
+                for n in c.ids:  # restart every node on SQLite before forming the cluster
+                    await c.stop(n)
+                    await c.start(n, SqliteLogStore(tmp_path / f"{n}.sqlite3"))
+                await c.nodes[1].initialize(c.addrs)
+                leader = await c.leader()
+                results = [await leader.write(i, timeout=WAIT) for i in range(20)]
+                last = results[-1][0]
+                await c.wait_applied(last)
+                victim = next(n for n in c.ids if n != leader.node_id)
+                before = c.nodes[victim].metrics()
+                await c.stop(victim)
+                node = await c.start(victim, SqliteLogStore(tmp_path / f"{victim}.sqlite3"))
+                m = node.metrics()
+                assert m.last_log_id >= before.last_log_id and m.vote.term >= before.vote.term
+                await c.wait_applied(last, [victim])
+                assert c.sms[victim].items[:20] == list(range(20))
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_bad_frames_and_unknown_peers_leave_the_node_working(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 3):
+            async with cluster(kit, 3, tcp=True) as c:
+                leader = await c.leader()
+                host, port = c.addrs[leader.node_id].split(":")
+
+                def send_junk(junk: bytes) -> bytes:
+                    with socket.create_connection((host, int(port)), timeout=WAIT) as s:
+                        s.sendall(junk)
+                        return s.recv(1024)  # b"": the node closed the connection
+
+                for junk in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b"GET / HTTP/1.1\r\n"):
+                    assert await kit.to_thread(functools.partial(send_junk, junk)) == b""
+                result = await leader.write("still fine", timeout=WAIT)
+                assert result[1] == "still fine"
+                assert leader.metrics().role is Role.LEADER
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_shutdown_fails_requests_in_flight(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+                c.net.isolate(leader.node_id)  # nothing can commit any more
+
+                async def shut_down_soon() -> None:
+                    for _ in range(20):
+                        await kit.checkpoint()
+                    await leader.shutdown()
+
+                writes = [leader.write(i) for i in range(5)]
+                results = await kit.gather(*writes, shut_down_soon())
+                assert all(isinstance(r, ShuttingDown) for r in results[:5]), results
+                with pytest.raises(ShuttingDown):
+                    await leader.write("late")
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_write_timeout_and_wait_for_timeout(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+                c.net.isolate(leader.node_id)
+                # Well inside the lease (0.15 s): check-quorum has not deposed
+                # the leader yet (it would answer LeadershipLost).
+                with pytest.raises(Timeout):
+                    await leader.write("lost", timeout=0.03)
+                with pytest.raises(Timeout):
+                    await leader.wait_for(lambda m: m.applied.index > 10**9, timeout=0.1)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_initialize_twice_is_refused(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT):
+            async with cluster(kit, 1) as c:
+                await c.leader()
+                with pytest.raises(LocalProtocolError):
+                    await c.nodes[1].initialize(c.addrs)
+                assert (await c.nodes[1].write("ok", timeout=WAIT))[1] == "ok"
+
+    kit.run(scenario)
+
+
+class FailingStore(MemoryLogStore):
+    """Fails every append once ``broken`` is set."""
+
+    broken = False
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        if self.broken:
+            raise OSError("disk on fire")
+        super().append(entries)
+
+
+@RUNTIMES
+def test_storage_failure_stops_the_node_cleanly(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 1, init=False) as c:
+                store = FailingStore()
+                await c.stop(1)
+                node = await c.start(1, store)
+                await node.initialize(c.addrs)
+                await c.leader()
+                store.broken = True
+                with pytest.raises(NodeStopped) as exc:
+                    await node.write("x", timeout=WAIT)
+                assert "disk on fire" in exc.value.reason
+                assert "disk on fire" in (node.metrics().stopped or "")
+                with pytest.raises(NodeStopped):
+                    await node.write("y", timeout=WAIT)
+
+    kit.run(scenario)
