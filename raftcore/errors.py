@@ -90,3 +90,23 @@ class NodeStopped(ClientError):
 @attrs.define(frozen=True, auto_exc=True, eq=True)
 class NotInitialized(ClientError):
     """The node has no membership yet."""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class MembershipChangeInProgress(ClientError):
+    """Another membership change has not finished; retry once it has."""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class InvalidMembershipChange(ClientError):
+    """The change cannot apply to the current membership; ``reason`` says why."""
+
+    reason: str = ""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class MembershipMismatch(ClientError):
+    """The caller's expected membership log id is not the current one."""
+
+    expected: Any = None
+    actual: Any = None

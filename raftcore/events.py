@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from raftcore._values import value
 from raftcore.ids import LogId, NodeId
-from raftcore.membership import Membership
+from raftcore.membership import Change, Membership
 from raftcore.messages import Message
 
 
@@ -36,6 +36,23 @@ class ClientWriteBatch(NamedTuple):
     """Several writes at once: one log append, one replication round."""
 
     requests: tuple[tuple[Hashable, Any], ...]
+
+
+@value
+class ChangeMembership(NamedTuple):
+    """Change the membership (leader only); see ``raftcore.membership`` for changes.
+
+    Answered by ``Respond(request_id, (log_id, membership))`` once the final
+    membership commits, or with ``NotLeader``, ``MembershipChangeInProgress``,
+    ``InvalidMembershipChange``, ``MembershipMismatch`` (``expected`` is not
+    the current membership's log id) or ``LeadershipLost``. With ``retain``,
+    removed voters stay on as learners.
+    """
+
+    request_id: Hashable
+    change: Change
+    retain: bool = False
+    expected: LogId | None = None
 
 
 @value
@@ -93,6 +110,7 @@ Event = (
     Initialize
     | ClientWrite
     | ClientWriteBatch
+    | ChangeMembership
     | MessageReceived
     | Wakeup
     | IoFlushed

@@ -1,4 +1,5 @@
-"""Cluster membership: voter configs (one, or two while joint) plus node info."""
+"""Cluster membership: voter configs (one, or two while joint) plus node info,
+and the changes a leader can make to it (extended joint consensus)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,143 @@ class Membership:
 
     def node_info(self, node_id: NodeId) -> Any:
         return dict(self.nodes_items).get(node_id)
+
+
+# -- changes -----------------------------------------------------------------------
+
+
+def _freeze_ids(ids: Iterable[NodeId]) -> frozenset[NodeId]:
+    return frozenset(ids)
+
+
+def _nodes_arg(nodes: Mapping[NodeId, Any] | Iterable[NodeId]) -> tuple[tuple[NodeId, Any], ...]:
+    if not isinstance(nodes, Mapping):
+        nodes = {n: None for n in nodes}
+    return _freeze_nodes(nodes)
+
+
+@attrs.frozen
+class AddVoters:
+    """Make these nodes voters; new nodes get the given info (existing info is kept)."""
+
+    nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_nodes_arg)
+
+
+@attrs.frozen
+class RemoveVoters:
+    """Stop these voters voting (with ``retain`` they stay as learners)."""
+
+    ids: frozenset[NodeId] = attrs.field(converter=_freeze_ids)
+
+
+@attrs.frozen
+class ReplaceVoters:
+    """The voters become exactly these; new nodes get the given info."""
+
+    nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_nodes_arg)
+
+
+@attrs.frozen
+class AddLearners:
+    """Add non-voting members that receive the log (existing info is kept)."""
+
+    nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_nodes_arg)
+
+
+@attrs.frozen
+class RemoveNodes:
+    """Forget these members; refused while any of them is still a voter."""
+
+    ids: frozenset[NodeId] = attrs.field(converter=_freeze_ids)
+
+
+@attrs.frozen
+class UpdateNodes:
+    """Replace the node info of existing members."""
+
+    nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_nodes_arg)
+
+
+Change = AddVoters | RemoveVoters | ReplaceVoters | AddLearners | RemoveNodes | UpdateNodes
+CHANGE_TYPES = (AddVoters, RemoveVoters, ReplaceVoters, AddLearners, RemoveNodes, UpdateNodes)
+
+
+def _check_ids(ids: Iterable[NodeId]) -> None:
+    for n in ids:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"node id {n!r} is not a positive int")
+
+
+def change_goal(m: Membership, change: Change) -> tuple[frozenset[NodeId], dict[NodeId, Any]]:
+    """The voter set ``change`` asks for, and the node infos it leaves.
+
+    The goal starts from the newest config (the second one of a joint
+    membership). Raises ``ValueError`` naming what is wrong.
+    """
+    voters = m.configs[-1]
+    nodes = m.nodes
+    if isinstance(change, (AddVoters, ReplaceVoters, AddLearners)):
+        _check_ids(n for n, _ in change.nodes)
+        for n, info in change.nodes:
+            nodes.setdefault(n, info)
+        ids = frozenset(n for n, _ in change.nodes)
+        if isinstance(change, AddVoters):
+            voters = voters | ids
+        elif isinstance(change, ReplaceVoters):
+            voters = ids
+    elif isinstance(change, RemoveVoters):
+        unknown = change.ids - voters
+        if unknown:
+            raise ValueError(f"not voters: {sorted(unknown)}")
+        voters = voters - change.ids
+    elif isinstance(change, RemoveNodes):
+        still = change.ids & m.voter_ids()
+        if still:
+            raise ValueError(f"still voters (remove them as voters first): {sorted(still)}")
+        unknown = change.ids - m.node_ids()
+        if unknown:
+            raise ValueError(f"not members: {sorted(unknown)}")
+        for n in change.ids:
+            del nodes[n]
+    elif isinstance(change, UpdateNodes):
+        unknown = frozenset(n for n, _ in change.nodes) - m.node_ids()
+        if unknown:
+            raise ValueError(f"not members: {sorted(unknown)}")
+        nodes.update(change.nodes)
+    else:
+        raise ValueError(f"not a membership change: {change!r}")
+    if not voters:
+        raise ValueError("the change leaves no voter")
+    return voters, nodes
+
+
+def next_membership(m: Membership, change: Change, *, retain: bool) -> Membership:
+    """The membership a leader appends next for ``change``.
+
+    A change of voters goes through a joint config of the newest config and
+    the goal (extended joint consensus: from a joint ``[a, b]`` the next step
+    is ``[b, goal]``, so consecutive memberships always share a config and
+    any sequence of changes is safe). A change of learners or node info only
+    is one uniform step.
+    """
+    voters, nodes = change_goal(m, change)
+    last = m.configs[-1]
+    if voters != last:
+        return Membership((last, voters), nodes)
+    if m.is_joint:
+        return leave_joint(Membership(m.configs, nodes), retain=retain)
+    return Membership((voters,), nodes)
+
+
+def leave_joint(m: Membership, *, retain: bool) -> Membership:
+    """The uniform membership that ends joint ``m``: its newest config.
+
+    Voters the change removed are dropped from the nodes unless ``retain``
+    keeps them as learners.
+    """
+    goal = m.configs[-1]
+    nodes = m.nodes
+    if not retain:
+        for n in m.voter_ids() - goal:
+            nodes.pop(n, None)
+    return Membership((goal,), nodes)

@@ -22,6 +22,7 @@ from raftcore.engine.log import Log
 from raftcore.engine.progress import Progress
 from raftcore.entries import Entry, EntryKind
 from raftcore.errors import LeadershipLost
+from raftcore.events import ChangeMembership
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendResponse, Message
@@ -68,6 +69,10 @@ class EngineBase:
     leader_first_index: int
     heartbeat_deadline: float
     pending_writes: dict[int, Hashable]
+    #: The membership change this leader is carrying out: (request id, retain).
+    membership_change: tuple[Hashable, bool] | None
+    #: A change request waiting for this leader's first entry to commit.
+    queued_change: ChangeMembership | None
     seq: int
     #: Sends held until a storage command is durable: ``(io_id, command)``.
     gated: deque[tuple[int, Send]]
@@ -169,7 +174,7 @@ class EngineBase:
     # Implemented by the handler mixins; declared here so each mixin can call
     # the others through the base.
 
-    def _sync_progress(self) -> None:
+    def _sync_progress(self, start: int = 0) -> None:
         """Leader: one progress per member of the effective membership."""
         raise NotImplementedError
 
@@ -178,6 +183,14 @@ class EngineBase:
         raise NotImplementedError
 
     def _become_leader(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _after_leader_commit(self) -> None:
+        """Leader: the commit index moved (membership changes take their next step)."""
+        raise NotImplementedError
+
+    def _answer_change_lost(self) -> None:
+        """Leaving leadership: answer the membership change in progress."""
         raise NotImplementedError
 
     def _leader_lease_valid(self, now: float) -> bool:
@@ -216,6 +229,7 @@ class EngineBase:
     def _step_down(self) -> None:
         """Leaving leadership: answer writes whose outcome is now unknown."""
         self.progress = {}
+        self._answer_change_lost()
         c = self.committed.index
         leader = self.vote.node_id if self.vote.node_id != self.node_id else None
         for idx in [i for i in self.pending_writes if i > c]:

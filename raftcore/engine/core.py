@@ -10,12 +10,13 @@ from raftcore.commands import Command, Respond, Stopped
 from raftcore.config import Config
 from raftcore.engine.base import NEVER, Rng
 from raftcore.engine.io import IoProgress
-from raftcore.engine.leader import LeaderHandler
 from raftcore.engine.log import Log
+from raftcore.engine.membership import MembershipHandler
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
 from raftcore.events import (
     Applied,
+    ChangeMembership,
     ClientWrite,
     ClientWriteBatch,
     Event,
@@ -52,7 +53,7 @@ def _check_recovered(rec: RecoveredState, log: Log) -> None:
         raise ConfigError("recovered.membership", "must be the membership at or before last_purged")
 
 
-class Engine(LeaderHandler):
+class Engine(MembershipHandler):
     """A Raft node as a pure state machine.
 
     ``handle(event, now)`` returns the commands to execute, in order;
@@ -117,6 +118,8 @@ class Engine(LeaderHandler):
         self.leader_first_index = 0
         self.heartbeat_deadline = NEVER
         self.pending_writes = {}
+        self.membership_change = None
+        self.queued_change = None
         self.seq = 0
         self.gated = deque()
         self.stopped = None
@@ -131,6 +134,7 @@ class Engine(LeaderHandler):
             MessageReceived: self._on_message,
             ClientWrite: self._on_client_write,
             ClientWriteBatch: self._on_client_write_batch,
+            ChangeMembership: self._on_change_membership,
             IoFlushed: self._on_io_flushed,
             Applied: self._on_applied_event,
             Wakeup: self._on_wakeup,

@@ -92,8 +92,13 @@ class ElectionHandler(ApplyHandler):
             )
         mode = self.config.leader_id_mode
         granted = False
-        if (req.transfer or not self._within_lease(sender, now)) and (
-            req.last_log_id >= self.log.last_log_id()
+        m = self.membership
+        # A node outside our membership (removed, or never added) gets no vote:
+        # granting would adopt its term and disturb the cluster.
+        if (
+            (m is None or m.is_voter(sender))
+            and (req.transfer or not self._within_lease(sender, now))
+            and req.last_log_id >= self.log.last_log_id()
         ):
             if req.pre_vote:
                 granted = vote_ge(v, self.vote, mode)

@@ -32,18 +32,25 @@ class LeaderHandler(FollowerHandler):
         # pending_writes is kept: writes from an earlier leadership that had
         # committed are still answered when they apply.
         self.leader_first_index = self.log.last_index + 1
-        self._sync_progress()
+        self._sync_progress(self.leader_first_index)
         self._leader_append([blank(LogId(v.term, self.node_id, self.leader_first_index))], now)
         self.heartbeat_deadline = now + self.config.heartbeat_interval
 
-    def _sync_progress(self) -> None:
+    def _sync_progress(self, start: int = 0) -> None:
+        """One progress per member; new ones start probing at ``start``.
+
+        By default (a member added while leading, right after its membership
+        entry was appended) at the last entry, so the first append is sent
+        and its rejection back-tracks to where the new member's log ends.
+        """
         m = self.membership
         targets = set() if m is None else m.node_ids() - {self.node_id}
         pr = self.progress
         for n in list(pr):
             if n not in targets:
                 del pr[n]
-        start = self.log.last_index + 1
+        if start == 0:
+            start = max(1, self.log.last_index)
         for n in sorted(targets - set(pr)):
             # The voters granted us after the election started: that is when
             # their lease on our behalf begins.
@@ -182,6 +189,7 @@ class LeaderHandler(FollowerHandler):
             assert lid is not None
             self.committed = lid
             self._advance_apply()
+            self._after_leader_commit()
 
     # -- time ------------------------------------------------------------------
 
