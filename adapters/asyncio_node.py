@@ -5,9 +5,9 @@
         await node.initialize({1: "127.0.0.1:7001", 2: ..., 3: ...})
         result = await node.write(b"hello", timeout=5.0)
 
-Tasks: the event loop (engine steps, timer at ``next_deadline``), a storage
-worker and an apply worker. Blocking calls (a store with ``blocking = True``,
-the default, and a state machine with ``blocking = True``) run in one
+Tasks: the event loop (engine steps, a timer at ``next_deadline``), a
+storage worker and an apply worker. Blocking calls (a store with ``blocking =
+True``, the default, and a state machine with ``blocking = True``) run in one
 dedicated thread per node, in order.
 """
 
@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from adapters.driver import Driver, as_membership, execute_apply, execute_storage
-from adapters.errors import ShuttingDown, Timeout
+from adapters.driver import Driver, Watcher, apply_worker, storage_worker
+from adapters.errors import ShuttingDown
 from adapters.log import node_logger
+from adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
-from raftcore.errors import ClientError, LocalProtocolError
-from raftcore.events import Event, Initialize, TriggerElection, TriggerHeartbeat
+from raftcore.errors import ClientError
 from raftcore.ids import NodeId
-from raftcore.membership import Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
 from raftcore.storage import LogStore, StateMachine
@@ -36,15 +35,29 @@ from raftcore.storage import LogStore, StateMachine
 T = TypeVar("T")
 
 
-class AsyncioTransport(Protocol):
-    def send(self, to: NodeId, msg: Message) -> None: ...
+class AsyncioTransport(Transport, Protocol):
     async def start(self, deliver: Callable[[NodeId, Message], None]) -> None: ...
     async def aclose(self) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
 
 
-class AsyncioNode:
+class _Signal:
+    """A wake-up that resets when waited for."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+class AsyncioNode(NodeApi):
     """One Raft node on asyncio. Use ``async with open_node(...) as node``."""
+
+    transport: AsyncioTransport
 
     def __init__(
         self,
@@ -66,23 +79,28 @@ class AsyncioNode:
         self._driver: Driver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"raft-node-{node_id}")
-        self._offload_storage = getattr(log_store, "blocking", True)
-        self._offload_apply = getattr(state_machine, "blocking", False)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._closed = False
+        self._started = False
 
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncioNode:
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._storage_wake = asyncio.Event()
-        self._apply_wake = asyncio.Event()
-        self._storage_busy = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._driver = await self._offload(
-            True,
+        self._loop = asyncio.get_running_loop()
+        self._wake = _Signal()
+        self._storage_wake = _Signal()
+        self._apply_wake = _Signal()
+        try:
+            await self._start()
+        except BaseException:
+            await self._release()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        d = self._driver = await self._loop.run_in_executor(
+            self._thread,
             Driver,
             self.node_id,
             self.config,
@@ -90,14 +108,37 @@ class AsyncioNode:
             self.state_machine,
             self.transport.send,
             self._rng,
-            loop.time(),
+            self._loop.time(),
             self.log,
+            self._sync_peers,
         )
+        d.metrics_extra = lambda: {"transport": self.transport.stats()}
         await self.transport.start(self._deliver)
-        for coro in (self._run(), self._storage_worker(), self._apply_worker()):
-            self._tasks.append(asyncio.create_task(coro))
+        self._started = True
+        wake = self._wake.set
+        for coro in (
+            self._run(),
+            storage_worker(d, self._storage_wake.wait, self._offload, wake),
+            apply_worker(d, self._apply_wake.wait, self._offload, wake),
+        ):
+            self._spawn(coro)
         self.log.info("started")
-        return self
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task must not die silently: stop the node and say why."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        if self._driver is not None:
+            self._driver.fatal(error, self._loop.time())
+        else:
+            self.log.error("task failed: %r", error)
 
     async def __aexit__(
         self,
@@ -122,116 +163,86 @@ class AsyncioNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
-        await self.transport.aclose()
+        await self._release()
+        self.log.info("stopped")
+
+    async def _release(self) -> None:
+        if self._started:
+            await self.transport.aclose()
         # The worker thread finishes any write it started before the store closes.
         await self._loop.run_in_executor(self._thread, self.log_store.close)
         self._thread.shutdown(wait=True)
-        self.log.info("stopped")
 
-    # -- the public API ----------------------------------------------------------
+    # -- the runtime's primitives (see NodeApi) ----------------------------------------
 
-    async def initialize(self, members: Membership | Mapping[NodeId, Any]) -> None:
-        """Form a new cluster with this first membership (node id -> address)."""
-        self._step_now(Initialize(as_membership(members)))
+    def _now(self) -> float:
+        return self._loop.time()
 
-    async def write(self, data: Any, *, timeout: float | None = None) -> Any:
-        """Replicate ``data``; returns the state machine's result once applied."""
-        d = self._live()
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        rid = d.submit(data, _resolver(fut))
+    def _kick(self) -> None:
         self._wake.set()
-        return await self._wait(fut, timeout, lambda: d.forget(rid))
 
-    async def write_batch(self, items: Sequence[Any], *, timeout: float | None = None) -> list[Any]:
-        """Several writes in one log append; results in order (first error raised)."""
+    async def _requests(self, submits: Sequence[Submit], timeout: float | None) -> list[Any]:
         d = self._live()
         futs: list[asyncio.Future[Any]] = []
         rids = []
-        for data in items:
+        for submit in submits:
             fut: asyncio.Future[Any] = self._loop.create_future()
-            rids.append(d.submit(data, _resolver(fut)))
+            rids.append(submit(_resolver(fut)))
             futs.append(fut)
         self._wake.set()
-
-        def forget() -> None:
-            for rid in rids:
-                d.forget(rid)
-
-        return await self._wait(asyncio.gather(*futs), timeout, forget)
-
-    async def trigger_election(self) -> None:
-        self._step_now(TriggerElection())
-
-    async def trigger_heartbeat(self) -> None:
-        self._step_now(TriggerHeartbeat())
-
-    def metrics(self) -> Metrics:
-        return self._live().metrics(transport=self.transport.stats())
+        one = len(futs) == 1
+        waiting: asyncio.Future[Any] = (
+            futs[0] if one else asyncio.gather(*futs, return_exceptions=True)
+        )
+        finished = False
+        try:
+            done = await (waiting if timeout is None else asyncio.wait_for(waiting, timeout))
+            finished = True
+        except TimeoutError:
+            raise timeout_error(timeout) from None
+        finally:
+            if not finished:  # timed out or cancelled: answers are no longer wanted
+                for rid in rids:
+                    d.forget(rid)
+        if one:
+            return [done]
+        for r in done:
+            if isinstance(r, BaseException):
+                raise r
+        return list(done)
 
     async def wait_for(self, predicate: Callable[[Metrics], bool], *, timeout: float) -> Metrics:
-        """Wait until ``predicate(metrics)`` holds; raises ``Timeout`` after ``timeout`` s."""
         d = self._live()
         fut: asyncio.Future[Metrics] = self._loop.create_future()
-
-        def done(m: Metrics) -> None:
-            if not fut.done():
-                fut.set_result(m)
-
-        d.watch(predicate, done)
-        return await self._wait(fut, timeout, lambda: d.unwatch(done))
+        w = Watcher(predicate, lambda m: _settle(fut, m, None), lambda e: _settle(fut, None, e))
+        d.watch(w)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise timeout_error(timeout) from None
+        finally:
+            d.unwatch(w)
 
     # -- internals ----------------------------------------------------------------
 
-    def _live(self) -> Driver:
-        if self._driver is None:
-            raise LocalProtocolError("the node is not started: use `async with open_node(...)`")
-        if self._closed:
-            raise ShuttingDown()
-        return self._driver
-
-    def _step_now(self, event: Event) -> None:
-        """Feed an event synchronously so a LocalProtocolError reaches the caller."""
-        d = self._live()
-        d.run(self._loop.time())
-        d.handle(event, self._loop.time())
-        self._wake.set()
-
-    async def _wait(
-        self, fut: asyncio.Future[T], timeout: float | None, give_up: Callable[[], None]
-    ) -> T:
-        try:
-            if timeout is None:
-                return await fut
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            give_up()
-            raise Timeout(timeout or 0.0) from None
-
-    def _deliver(self, sender: NodeId, message: Message) -> None:
-        if self._driver is not None:
-            self._driver.deliver(sender, message)
-            self._wake.set()
-
-    async def _offload(self, blocking: bool, fn: Callable[..., T], *args: Any) -> T:
-        if blocking:
-            return await self._loop.run_in_executor(self._thread, fn, *args)
-        return fn(*args)
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._loop.run_in_executor(self._thread, fn, *args)
 
     async def _run(self) -> None:
         d = self._driver
         assert d is not None
         loop = self._loop
-        wake = self._wake
-        inline_storage, inline_apply = not self._offload_storage, not self._offload_apply
         while True:
-            await wake.wait()
-            wake.clear()
-            d.run_inline(loop.time(), storage=inline_storage, apply=inline_apply)
+            await self._wake.wait()
+            d.run_inline(loop.time())
             if d.storage_queue:
                 self._storage_wake.set()
             if d.apply_queue:
                 self._apply_wake.set()
             self._arm_timer(d.engine.next_deadline)
+            if d.stopped is not None and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _arm_timer(self, deadline: float | None) -> None:
         if deadline == self._timer_at:
@@ -239,59 +250,28 @@ class AsyncioNode:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = deadline
-        self._timer = None if deadline is None else self._loop.call_at(deadline, self._wake.set)
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._timer_fired)
 
-    async def _storage_worker(self) -> None:
-        d = self._driver
-        assert d is not None
-        while d.stopped is None:
-            await self._storage_wake.wait()
-            self._storage_wake.clear()
-            batch, committed = d.take_storage()
-            if not batch:
-                continue
-            try:
-                io_id = await self._offload(
-                    self._offload_storage, execute_storage, self.log_store, batch, committed
-                )
-            except Exception as e:
-                d.storage_failed(e)
-                self._wake.set()
-                return
-            d.storage_done(io_id)
-            self._wake.set()
+    def _timer_fired(self) -> None:
+        # Forget the deadline: if the loop woke a hair early and the engine
+        # keeps the same deadline, the next _arm_timer must arm it again.
+        self._timer_at = None
+        self._wake.set()
 
-    async def _apply_worker(self) -> None:
-        d = self._driver
-        assert d is not None
-        while True:
-            await self._apply_wake.wait()
-            self._apply_wake.clear()
-            entries = d.take_apply()
-            if not entries:
-                continue
-            try:
-                applied = await self._offload(
-                    self._offload_apply, execute_apply, self.state_machine, entries
-                )
-            except Exception as e:  # the node must not run on with a state it cannot apply
-                d.storage_failed(e)
-                self._wake.set()
-                return
-            d.apply_done(applied)
-            self._wake.set()
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
 
 
 def _resolver(fut: asyncio.Future[Any]) -> Callable[[Any, ClientError | None], None]:
-    def resolve(result: Any, error: ClientError | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
-
-    return resolve
+    return lambda result, error: _settle(fut, result, error)
 
 
 open_node = AsyncioNode
+
+__all__ = ["AsyncioNode", "AsyncioTransport", "open_node"]

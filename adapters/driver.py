@@ -24,8 +24,9 @@ Client writes that arrive together are fed to the engine as one
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -36,9 +37,10 @@ from raftcore.commands import AppendLog, Apply, Respond, SaveVote, Send, Stopped
 from raftcore.config import Config
 from raftcore.engine import Engine, Rng
 from raftcore.entries import Entry
-from raftcore.errors import ClientError, NodeStopped, RemoteProtocolError
+from raftcore.errors import ClientError, LocalProtocolError, NodeStopped, RemoteProtocolError
 from raftcore.events import (
     Applied,
+    ChangeMembership,
     ClientWrite,
     ClientWriteBatch,
     Event,
@@ -48,7 +50,7 @@ from raftcore.events import (
     Wakeup,
 )
 from raftcore.ids import LogId, NodeId
-from raftcore.membership import Membership
+from raftcore.membership import Change, Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
 from raftcore.storage import LogStore, StateMachine
@@ -56,6 +58,11 @@ from raftcore.storage import LogStore, StateMachine
 #: Called with ``(result, None)`` or ``(None, error)`` once a request is answered.
 Resolve = Callable[[Any, ClientError | None], None]
 StorageCommand = SaveVote | AppendLog | TruncateLog
+
+
+def peers_of(m: Membership, me: NodeId) -> dict[NodeId, Any]:
+    """The other members and their node info (the transport's addresses)."""
+    return {n: info for n, info in m.nodes_items if n != me}
 
 
 def as_membership(members: Membership | Mapping[NodeId, Any]) -> Membership:
@@ -106,6 +113,15 @@ class DriverStats:
     rejected_messages: int = 0
 
 
+@attrs.define(eq=False)
+class Watcher:
+    """A ``wait_for`` in progress: the runtime's callbacks for its outcome."""
+
+    predicate: Callable[[Metrics], bool]
+    done: Callable[[Metrics], None]
+    fail: Callable[[BaseException], None]
+
+
 class Driver:
     """One node's engine plus the queues between it and its IO."""
 
@@ -119,6 +135,7 @@ class Driver:
         rng: Rng,
         now: float,
         log: NodeLogger,
+        on_membership: Callable[[Membership], None] | None = None,
     ) -> None:
         recovered = attrs.evolve(log_store.load(), applied=state_machine.applied())
         self.engine = Engine(node_id, config, recovered, rng, now=now)
@@ -131,18 +148,36 @@ class Driver:
         self.storage_queue: list[StorageCommand] = []
         self.apply_queue: list[Entry] = []
         self.waiters: dict[int, Resolve] = {}
-        self.watchers: list[tuple[Callable[[Metrics], bool], Callable[[Metrics], None]]] = []
+        self.watchers: list[Watcher] = []
         self.stats = DriverStats()
-        #: Why the engine stopped (storage failure), or ``None``.
+        #: Run the store's / state machine's calls in a worker thread?
+        self.offload_storage: bool = getattr(log_store, "blocking", True)
+        self.offload_apply: bool = getattr(state_machine, "blocking", False)
+        #: The runtime's own figures for ``metrics().extra`` (the transport's).
+        self.metrics_extra: Callable[[], dict[str, Any]] = dict
+        #: Called when the effective membership changes (the runtimes keep the
+        #: transport's peers in step with it).
+        self.on_membership = on_membership
+        #: Why the engine stopped (storage failure, internal error), or ``None``.
         self.stopped: str | None = None
         self.closing = False
         self._next_request = 0
         self._saved_committed = self.engine.committed
+        self._membership_seen: Membership | None = None
 
     # -- requests ----------------------------------------------------------------
 
     def submit(self, data: Any, resolve: Resolve) -> int:
         """Queue a client write; ``resolve`` is called with its outcome."""
+        return self._request(lambda rid: ClientWrite(rid, data), resolve)
+
+    def submit_change(
+        self, change: Change, retain: bool, expected: LogId | None, resolve: Resolve
+    ) -> int:
+        """Queue a membership change; resolved with ``(log_id, membership)``."""
+        return self._request(lambda rid: ChangeMembership(rid, change, retain, expected), resolve)
+
+    def _request(self, make: Callable[[int], Event], resolve: Resolve) -> int:
         error = self.refusal()
         if error is not None:
             resolve(None, error)
@@ -150,11 +185,11 @@ class Driver:
         self._next_request += 1
         rid = self._next_request
         self.waiters[rid] = resolve
-        self.inbox.append(ClientWrite(rid, data))
+        self.inbox.append(make(rid))
         return rid
 
     def forget(self, request_id: int) -> None:
-        """The caller gave up waiting (timeout); a later answer is dropped."""
+        """The caller gave up waiting (timeout, cancellation); a later answer is dropped."""
         self.waiters.pop(request_id, None)
 
     def refusal(self) -> ClientError | None:
@@ -187,18 +222,68 @@ class Driver:
         deadline = self.engine.next_deadline
         if deadline is not None and deadline <= now:
             self.handle(Wakeup(), now)
+        m = self.engine.membership
+        if m is not self._membership_seen:
+            self._membership_seen = m
+            if m is not None and self.on_membership is not None:
+                self.on_membership(m)
         if self.watchers:
             self._check_watchers()
 
+    def run_inline(self, now: float) -> None:
+        """``run``, then storage and apply work right here for a store / state
+        machine that never blocks (``blocking = False``), until none is left.
+
+        Saves the hops through the worker tasks (and their event loop
+        iterations) on the write path of an in-memory node.
+        """
+        self.run(now)
+        storage, apply = not self.offload_storage, not self.offload_apply
+        while (storage and self.storage_queue) or (apply and self.apply_queue):
+            if storage and self.storage_queue:
+                batch, committed = self.take_storage()
+                try:
+                    io_id = execute_storage(self.log_store, batch, committed)
+                except Exception as e:
+                    self.storage_failed(e)
+                else:
+                    self.storage_done(io_id)
+            if apply and self.apply_queue:
+                try:
+                    self.apply_done(execute_apply(self.state_machine, self.take_apply()))
+                except Exception as e:
+                    self.apply_failed(e)
+            self.run(now)
+
     def handle(self, event: Event, now: float) -> None:
-        """Feed one event now; a peer's bad message is logged and dropped."""
+        """Feed one event now; a peer's bad message is logged and dropped.
+
+        Anything else going wrong here (an engine bug, a transport refusing a
+        message) stops the node cleanly rather than leaving it half-running.
+        """
         try:
-            commands = self.engine.handle(event, now)
+            self._handle(event, now)
         except RemoteProtocolError as e:
             self.stats.rejected_messages += 1
             self.log.warning("rejected %r: %s", event, e)
+        except LocalProtocolError:
+            raise  # the caller's misuse (e.g. initializing twice): theirs to see
+        except Exception as e:
+            self.fatal(e, now)
+
+    def fatal(self, error: BaseException, now: float) -> None:
+        """Stop after an unexpected error: log it, stop the engine, fail every waiter."""
+        if self.stopped is not None:
             return
-        for cmd in commands:
+        reason = f"internal error: {type(error).__name__}: {error}"
+        self.log.error("stopping: %s", reason, exc_info=error)
+        with contextlib.suppress(Exception):
+            self.engine.handle(StorageFailed(reason), now)
+        self.stopped = reason
+        self.fail_all(NodeStopped(reason))
+
+    def _handle(self, event: Event, now: float) -> None:
+        for cmd in self.engine.handle(event, now):
             if isinstance(cmd, Send):
                 self._send(cmd.to, cmd.message)
             elif isinstance(cmd, StorageCommand):
@@ -214,42 +299,19 @@ class Driver:
                 self.log.error("engine stopped: %s", cmd.reason)
                 self.fail_all(NodeStopped(cmd.reason))
 
-    def run_inline(self, now: float, *, storage: bool, apply: bool) -> None:
-        """``run``, executing queued storage and apply work right here for a
-        store / state machine that never blocks, until nothing is left to do.
-
-        Saves the hops through the worker tasks (and their event loop
-        iterations) on the write path of an in-memory node.
-        """
-        self.run(now)
-        while (storage and self.storage_queue) or (apply and self.apply_queue):
-            if storage and self.storage_queue:
-                batch, committed = self.take_storage()
-                try:
-                    io_id = execute_storage(self.log_store, batch, committed)
-                except Exception as e:
-                    self.storage_failed(e)
-                else:
-                    self.storage_done(io_id)
-            if apply and self.apply_queue:
-                try:
-                    self.apply_done(execute_apply(self.state_machine, self.take_apply()))
-                except Exception as e:
-                    self.storage_failed(e)
-            self.run(now)
-
     # -- IO hand-off ---------------------------------------------------------------
 
     def take_storage(self) -> tuple[list[StorageCommand], LogId | None]:
         """The queued storage commands, and a commit hint to save with them."""
         batch, self.storage_queue = self.storage_queue, []
+        if not batch:
+            return batch, None
+        self.stats.storage_batches += 1
+        self.stats.storage_commands += len(batch)
         committed = self.engine.committed
         hint = None
         if committed != self._saved_committed:
             hint = self._saved_committed = committed
-        if batch:
-            self.stats.storage_batches += 1
-            self.stats.storage_commands += len(batch)
         return batch, hint
 
     def storage_done(self, io_id: int) -> None:
@@ -258,6 +320,13 @@ class Driver:
     def storage_failed(self, error: BaseException) -> None:
         self.log.error("storage failed: %r", error)
         self.inbox.append(StorageFailed(f"{type(error).__name__}: {error}"))
+
+    def apply_failed(self, error: BaseException) -> None:
+        # Every replica applies the same entries, so a deterministic state
+        # machine bug stops them all; but no node may run on past an entry it
+        # could not apply.
+        self.log.error("state machine failed: %r", error)
+        self.inbox.append(StorageFailed(f"state machine: {type(error).__name__}: {error}"))
 
     def take_apply(self) -> list[Entry]:
         entries, self.apply_queue = self.apply_queue, []
@@ -271,34 +340,95 @@ class Driver:
 
     # -- observation -----------------------------------------------------------------
 
-    def metrics(self, **extra: Any) -> Metrics:
+    def metrics(self) -> Metrics:
         m = self.engine.metrics()
-        return attrs.evolve(m, extra={**attrs.asdict(self.stats), **extra})
+        return attrs.evolve(m, extra={**attrs.asdict(self.stats), **self.metrics_extra()})
 
-    def watch(self, predicate: Callable[[Metrics], bool], done: Callable[[Metrics], None]) -> bool:
-        """Call ``done`` once ``predicate(metrics)`` holds; ``True`` if it already does."""
-        m = self.metrics()
-        if predicate(m):
-            done(m)
-            return True
-        self.watchers.append((predicate, done))
-        return False
+    def watch(self, w: Watcher) -> None:
+        """Resolve ``w`` once its predicate holds (checked after every step)."""
+        self.watchers.append(w)
+        self._check_watchers()
 
-    def unwatch(self, done: Callable[[Metrics], None]) -> None:
-        self.watchers = [w for w in self.watchers if w[1] is not done]
+    def unwatch(self, w: Watcher) -> None:
+        self.watchers = [x for x in self.watchers if x is not w]
 
     def _check_watchers(self) -> None:
         m = self.metrics()
         keep = []
-        for predicate, done in self.watchers:
-            if predicate(m):
-                done(m)
+        for w in self.watchers:
+            try:
+                held = w.predicate(m)
+            except Exception as e:  # the caller's predicate: its error is the caller's
+                w.fail(e)
+                continue
+            if held:
+                w.done(m)
             else:
-                keep.append((predicate, done))
+                keep.append(w)
         self.watchers = keep
 
     def fail_all(self, error: ClientError) -> None:
-        """Answer every waiting request with ``error``."""
+        """Answer every waiting request and ``wait_for`` with ``error``."""
         waiters, self.waiters = self.waiters, {}
         for resolve in waiters.values():
             resolve(None, error)
+        watchers, self.watchers = self.watchers, []
+        for w in watchers:
+            w.fail(error)
+
+
+# -- the two IO workers, written once for both runtimes ------------------------------
+
+
+async def storage_worker(
+    d: Driver,
+    wait: Callable[[], Awaitable[None]],
+    offload: Callable[..., Awaitable[Any]],
+    wake: Callable[[], None],
+) -> None:
+    """Run queued storage batches one at a time until storage fails.
+
+    ``wait`` returns once there may be work; ``offload(fn, *args)`` runs ``fn``
+    in the node's worker thread; ``wake`` wakes the event loop task.
+    """
+    while d.stopped is None:
+        await wait()
+        batch, committed = d.take_storage()
+        if not batch:
+            continue
+        try:
+            if d.offload_storage:
+                io_id = await offload(execute_storage, d.log_store, batch, committed)
+            else:
+                io_id = execute_storage(d.log_store, batch, committed)
+        except Exception as e:
+            d.storage_failed(e)
+            wake()
+            return
+        d.storage_done(io_id)
+        wake()
+
+
+async def apply_worker(
+    d: Driver,
+    wait: Callable[[], Awaitable[None]],
+    offload: Callable[..., Awaitable[Any]],
+    wake: Callable[[], None],
+) -> None:
+    """Hand committed entries to the state machine in order (see ``storage_worker``)."""
+    while d.stopped is None:
+        await wait()
+        entries = d.take_apply()
+        if not entries:
+            continue
+        try:
+            if d.offload_apply:
+                applied = await offload(execute_apply, d.state_machine, entries)
+            else:
+                applied = execute_apply(d.state_machine, entries)
+        except Exception as e:
+            d.apply_failed(e)
+            wake()
+            return
+        d.apply_done(applied)
+        wake()

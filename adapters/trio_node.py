@@ -5,32 +5,33 @@
         await node.initialize({1: "127.0.0.1:7001", 2: ..., 3: ...})
         result = await node.write(b"hello", timeout=5.0)
 
-The same API as ``adapters.asyncio_node``. Tasks: the event loop (engine
-steps, a cancel scope deadline at ``next_deadline``), a storage worker, an
-apply worker and the transport. Blocking calls (a store with ``blocking =
-True``, the default, and a state machine with ``blocking = True``) run in a
-worker thread, one at a time and in order.
+The same API as ``adapters.asyncio_node``. The node's tasks (the event loop
+with a deadline at ``next_deadline``, a storage worker, an apply worker and
+the transport) run in a nursery of their own, inside a cancel scope that
+``shutdown`` cancels: the body of the ``async with`` is never cancelled by
+it. Blocking calls (a store with ``blocking = True``, the default, and a
+state machine with ``blocking = True``) run in a worker thread, one at a
+time and in order.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 import trio
 
-from adapters.driver import Driver, as_membership, execute_apply, execute_storage
-from adapters.errors import ShuttingDown, Timeout
+from adapters.driver import Driver, Watcher, apply_worker, storage_worker
+from adapters.errors import ShuttingDown
 from adapters.log import node_logger
+from adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
-from raftcore.errors import ClientError, LocalProtocolError
-from raftcore.events import Event, Initialize, TriggerElection, TriggerHeartbeat
+from raftcore.errors import ClientError
 from raftcore.ids import NodeId
-from raftcore.membership import Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
 from raftcore.storage import LogStore, StateMachine
@@ -38,15 +39,13 @@ from raftcore.storage import LogStore, StateMachine
 T = TypeVar("T")
 
 
-class TrioTransport(Protocol):
-    def send(self, to: NodeId, msg: Message) -> None: ...
+class TrioTransport(Transport, Protocol):
     async def serve(
         self,
         deliver: Callable[[NodeId, Message], None],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
 
 
 class _Signal:
@@ -64,14 +63,14 @@ class _Signal:
 
 
 class _Outcome:
-    """One request's answer, awaited by its caller."""
+    """One request's (or one ``wait_for``'s) answer, awaited by its caller."""
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: Any = None
-        self.error: ClientError | None = None
+        self.error: BaseException | None = None
 
-    def resolve(self, result: Any, error: ClientError | None) -> None:
+    def resolve(self, result: Any, error: ClientError | BaseException | None) -> None:
         if not self.done.is_set():
             self.result, self.error = result, error
             self.done.set()
@@ -82,8 +81,10 @@ class _Outcome:
         return self.result
 
 
-class TrioNode:
+class TrioNode(NodeApi):
     """One Raft node on trio. Use ``async with open_node(...) as node``."""
+
+    transport: TrioTransport
 
     def __init__(
         self,
@@ -104,19 +105,19 @@ class TrioNode:
         self._rng = rng if rng is not None else random.Random()
         self._driver: Driver | None = None
         self._limiter = trio.CapacityLimiter(1)
-        self._offload_storage = getattr(log_store, "blocking", True)
-        self._offload_apply = getattr(state_machine, "blocking", False)
         self._wake = _Signal()
         self._storage_wake = _Signal()
         self._apply_wake = _Signal()
         self._closed = False
-        self._scope: trio.CancelScope | None = None
+        self._scope = trio.CancelScope()
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def _start(self, nursery: trio.Nursery) -> None:
-        self._driver = await self._offload(
-            True,
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the node's tasks until ``shutdown`` cancels them."""
+        d = self._driver = await self._offload(
             Driver,
             self.node_id,
             self.config,
@@ -126,12 +127,30 @@ class TrioNode:
             self._rng,
             trio.current_time(),
             self.log,
+            self._sync_peers,
         )
-        await nursery.start(self.transport.serve, self._deliver)
-        nursery.start_soon(self._run)
-        nursery.start_soon(self._storage_worker)
-        nursery.start_soon(self._apply_worker)
-        self.log.info("started")
+        d.metrics_extra = lambda: {"transport": self.transport.stats()}
+        wake = self._wake.set
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.transport.serve, self._deliver)
+                nursery.start_soon(self._guarded, self._run)
+                nursery.start_soon(
+                    self._guarded, storage_worker, d, self._storage_wake.wait, self._offload, wake
+                )
+                nursery.start_soon(
+                    self._guarded, apply_worker, d, self._apply_wake.wait, self._offload, wake
+                )
+                self.log.info("started")
+                task_status.started()
+
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        """A background task must not die silently: stop the node and say why."""
+        try:
+            await fn(*args)
+        except Exception as e:
+            assert self._driver is not None
+            self._driver.fatal(e, trio.current_time())
 
     async def shutdown(self) -> None:
         """Stop: waiting requests fail with ``ShuttingDown``; the store is closed
@@ -142,8 +161,7 @@ class TrioNode:
         if self._driver is not None:
             self._driver.closing = True
             self._driver.fail_all(ShuttingDown())
-        if self._scope is not None:
-            self._scope.cancel()
+        self._scope.cancel()
 
     async def _close_store(self) -> None:
         with trio.CancelScope(shield=True):
@@ -151,147 +169,65 @@ class TrioNode:
             await trio.to_thread.run_sync(self.log_store.close, limiter=self._limiter)
         self.log.info("stopped")
 
-    # -- the public API ----------------------------------------------------------
+    # -- the runtime's primitives (see NodeApi) ----------------------------------------
 
-    async def initialize(self, members: Membership | Mapping[NodeId, Any]) -> None:
-        """Form a new cluster with this first membership (node id -> address)."""
-        self._step_now(Initialize(as_membership(members)))
+    def _now(self) -> float:
+        return trio.current_time()
 
-    async def write(self, data: Any, *, timeout: float | None = None) -> Any:
-        """Replicate ``data``; returns the state machine's result once applied."""
-        d = self._live()
-        out = _Outcome()
-        rid = d.submit(data, out.resolve)
+    def _kick(self) -> None:
         self._wake.set()
-        await self._wait(out.done, timeout, lambda: d.forget(rid))
-        return out.unwrap()
 
-    async def write_batch(self, items: Sequence[Any], *, timeout: float | None = None) -> list[Any]:
-        """Several writes in one log append; results in order (first error raised)."""
+    async def _requests(self, submits: Sequence[Submit], timeout: float | None) -> list[Any]:
         d = self._live()
-        outs = [_Outcome() for _ in items]
-        rids = [d.submit(data, out.resolve) for data, out in zip(items, outs, strict=True)]
+        outs = [_Outcome() for _ in submits]
+        rids = [submit(out.resolve) for submit, out in zip(submits, outs, strict=True)]
         self._wake.set()
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            for out in outs:
-                await out.done.wait()
-            return [out.unwrap() for out in outs]
-        for rid in rids:
-            d.forget(rid)
-        raise Timeout(timeout or 0.0)
-
-    async def trigger_election(self) -> None:
-        self._step_now(TriggerElection())
-
-    async def trigger_heartbeat(self) -> None:
-        self._step_now(TriggerHeartbeat())
-
-    def metrics(self) -> Metrics:
-        return self._live().metrics(transport=self.transport.stats())
+        finished = False
+        try:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                for out in outs:
+                    await out.done.wait()
+                finished = True
+        finally:
+            if not finished:  # timed out or cancelled: answers are no longer wanted
+                for rid in rids:
+                    d.forget(rid)
+        if not finished:
+            raise timeout_error(timeout)
+        return [out.unwrap() for out in outs]
 
     async def wait_for(self, predicate: Callable[[Metrics], bool], *, timeout: float) -> Metrics:
-        """Wait until ``predicate(metrics)`` holds; raises ``Timeout`` after ``timeout`` s."""
         d = self._live()
-        seen = trio.Event()
-        result: list[Metrics] = []
-
-        def done(m: Metrics) -> None:
-            result.append(m)
-            seen.set()
-
-        d.watch(predicate, done)
-        await self._wait(seen, timeout, lambda: d.unwatch(done))
-        return result[0]
+        out = _Outcome()
+        w = Watcher(predicate, lambda m: out.resolve(m, None), lambda e: out.resolve(None, e))
+        d.watch(w)
+        try:
+            with trio.move_on_after(timeout):
+                await out.done.wait()
+        finally:
+            d.unwatch(w)
+        if not out.done.is_set():
+            raise timeout_error(timeout)
+        result: Metrics = out.unwrap()
+        return result
 
     # -- internals ----------------------------------------------------------------
 
-    def _live(self) -> Driver:
-        if self._driver is None:
-            raise LocalProtocolError("the node is not started: use `async with open_node(...)`")
-        if self._closed:
-            raise ShuttingDown()
-        return self._driver
-
-    def _step_now(self, event: Event) -> None:
-        """Feed an event synchronously so a LocalProtocolError reaches the caller."""
-        d = self._live()
-        d.run(trio.current_time())
-        d.handle(event, trio.current_time())
-        self._wake.set()
-
-    async def _wait(
-        self, done: trio.Event, timeout: float | None, give_up: Callable[[], None]
-    ) -> None:
-        if timeout is None:
-            await done.wait()
-            return
-        with trio.move_on_after(timeout):
-            await done.wait()
-            return
-        give_up()
-        raise Timeout(timeout)
-
-    def _deliver(self, sender: NodeId, message: Message) -> None:
-        if self._driver is not None:
-            self._driver.deliver(sender, message)
-            self._wake.set()
-
-    async def _offload(self, blocking: bool, fn: Callable[..., T], *args: Any) -> T:
-        if blocking:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        return fn(*args)
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def _run(self) -> None:
         d = self._driver
         assert d is not None
-        inline_storage, inline_apply = not self._offload_storage, not self._offload_apply
         while True:
             deadline = d.engine.next_deadline
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._wake.wait()
-            d.run_inline(trio.current_time(), storage=inline_storage, apply=inline_apply)
+            d.run_inline(trio.current_time())
             if d.storage_queue:
                 self._storage_wake.set()
             if d.apply_queue:
                 self._apply_wake.set()
-
-    async def _storage_worker(self) -> None:
-        d = self._driver
-        assert d is not None
-        while d.stopped is None:
-            await self._storage_wake.wait()
-            batch, committed = d.take_storage()
-            if not batch:
-                continue
-            try:
-                io_id = await self._offload(
-                    self._offload_storage, execute_storage, self.log_store, batch, committed
-                )
-            except Exception as e:
-                d.storage_failed(e)
-                self._wake.set()
-                return
-            d.storage_done(io_id)
-            self._wake.set()
-
-    async def _apply_worker(self) -> None:
-        d = self._driver
-        assert d is not None
-        while True:
-            await self._apply_wake.wait()
-            entries = d.take_apply()
-            if not entries:
-                continue
-            try:
-                applied = await self._offload(
-                    self._offload_apply, execute_apply, self.state_machine, entries
-                )
-            except Exception as e:  # the node must not run on with a state it cannot apply
-                d.storage_failed(e)
-                self._wake.set()
-                return
-            d.apply_done(applied)
-            self._wake.set()
 
 
 @asynccontextmanager
@@ -304,15 +240,22 @@ async def open_node(
     *,
     rng: Rng | None = None,
 ) -> AsyncIterator[TrioNode]:
-    """Run a node in its own nursery for the body of the ``async with``."""
+    """Run a node for the body of the ``async with``.
+
+    An exception from the body (or from starting the node) propagates as
+    itself, not wrapped in an exception group.
+    """
     node = TrioNode(node_id, config, log_store, state_machine, transport, rng=rng)
     try:
         async with trio.open_nursery() as nursery:
-            node._scope = nursery.cancel_scope
-            await node._start(nursery)
+            await nursery.start(node._serve)
             try:
                 yield node
             finally:
                 await node.shutdown()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         await node._close_store()

@@ -21,8 +21,11 @@ from raftcore.entries import Entry, EntryKind
 from raftcore.errors import (
     ClientError,
     ConfigError,
+    InvalidMembershipChange,
     LeadershipLost,
     LocalProtocolError,
+    MembershipChangeInProgress,
+    MembershipMismatch,
     NodeStopped,
     NotInitialized,
     NotLeader,
@@ -31,6 +34,7 @@ from raftcore.errors import (
 )
 from raftcore.events import (
     Applied,
+    ChangeMembership,
     ClientWrite,
     ClientWriteBatch,
     Event,
@@ -52,20 +56,34 @@ from raftcore.ids import (
     Vote,
     compare_votes,
 )
-from raftcore.membership import Membership
+from raftcore.membership import (
+    AddLearners,
+    AddVoters,
+    Change,
+    Membership,
+    RemoveNodes,
+    RemoveVoters,
+    ReplaceVoters,
+    SetQuorum,
+    UpdateNodes,
+)
 from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
-from raftcore.quorum import Joint, Majority, QuorumSet
+from raftcore.quorum import Flexible, Hierarchical, Joint, Majority, QuorumSet, check_safe
 from raftcore.state import Metrics, RecoveredState, Role
 
 __all__ = [
     "INITIAL_VOTE",
     "NO_NODE",
     "ZERO_LOG_ID",
+    "AddLearners",
+    "AddVoters",
     "AppendLog",
     "AppendRequest",
     "AppendResponse",
     "Applied",
     "Apply",
+    "Change",
+    "ChangeMembership",
     "ClientError",
     "ClientWrite",
     "ClientWriteBatch",
@@ -76,7 +94,10 @@ __all__ = [
     "Entry",
     "EntryKind",
     "Event",
+    "Flexible",
+    "Hierarchical",
     "Initialize",
+    "InvalidMembershipChange",
     "IoFlushed",
     "Joint",
     "LeaderIdMode",
@@ -85,6 +106,8 @@ __all__ = [
     "LogId",
     "Majority",
     "Membership",
+    "MembershipChangeInProgress",
+    "MembershipMismatch",
     "Message",
     "MessageReceived",
     "Metrics",
@@ -96,21 +119,27 @@ __all__ = [
     "RaftError",
     "RecoveredState",
     "RemoteProtocolError",
+    "RemoveNodes",
+    "RemoveVoters",
+    "ReplaceVoters",
     "Respond",
     "Rng",
     "Role",
     "SaveVote",
     "Send",
+    "SetQuorum",
     "Stopped",
     "StorageCommand",
     "StorageFailed",
     "TriggerElection",
     "TriggerHeartbeat",
     "TruncateLog",
+    "UpdateNodes",
     "Vote",
     "VoteRequest",
     "VoteResponse",
     "Wakeup",
+    "check_safe",
     "compare_votes",
 ]
 __version__ = "0.1.0"

@@ -305,13 +305,32 @@ def _membership_out(m: Any) -> list[Any]:
         except _Bad as b:
             raise b.at(f"nodes[{n}]") from None
         nodes += (n, info)
-    return [configs, nodes]
+    if not m.quorums:
+        return [configs, nodes]
+    return [configs, nodes, [None if q is None else _spec_out(q) for q in m.quorums]]
+
+
+def _spec_out(spec: Any) -> Any:
+    return [_spec_out(x) for x in spec] if isinstance(spec, tuple) else spec
+
+
+def _spec_in(v: Any, depth: int = 0) -> Any:
+    if type(v) is list:
+        if depth > 8:
+            raise _Bad("quorum spec nested too deep", "quorums")
+        return tuple(_spec_in(x, depth + 1) for x in v)
+    return v
 
 
 def _membership_in(v: Any) -> Membership:
-    if type(v) is not list or len(v) != 2:
-        raise _Bad(f"expected [configs, nodes], got {_show(v)}")
-    configs, nodes = v
+    if type(v) is not list or len(v) not in (2, 3):
+        raise _Bad(f"expected [configs, nodes] or [configs, nodes, quorums], got {_show(v)}")
+    configs, nodes = v[0], v[1]
+    quorums: Any = ()
+    if len(v) == 3:
+        if type(v[2]) is not list:
+            raise _Bad(f"expected an array of quorum specs, got {_show(v[2])}", "quorums")
+        quorums = [None if q is None else _spec_in(q) for q in v[2]]
     if type(configs) is not list:
         raise _Bad(f"expected an array of voter configs, got {_show(configs)}", "configs")
     sets = []
@@ -339,7 +358,7 @@ def _membership_in(v: Any) -> Membership:
             raise b.at(f"nodes[{n}]") from None
         infos[n] = info
     try:
-        return Membership(sets, infos)
+        return Membership(sets, infos, quorums)
     except Exception as e:  # ConfigError: no config, an empty one, a voter without info
         raise _Bad(f"invalid membership: {getattr(e, 'problem', e)}") from None
 
@@ -455,6 +474,23 @@ def _entry_in(t: Any, n: Any, i: Any, k: Any, d: Any) -> Entry:
 
 # ---------------------------------------------------------------------------
 # Records out.
+
+
+def check_data(data: Any) -> None:
+    """Raise ``EncodeError`` unless ``data`` can travel as entry data.
+
+    Runtimes call it before proposing a write: data the codec cannot encode
+    would otherwise reach the log and wedge replication (every append
+    carrying it would fail to encode).
+    """
+    try:
+        _check_data(data, MAX_DATA_DEPTH)
+    except _Bad as b:
+        raise EncodeError(b.message("entry data")) from None
+    try:
+        cbor2.dumps(data)
+    except Exception as e:  # e.g. a str with a lone surrogate (not UTF-8)
+        raise EncodeError(f"entry data: cannot encode: {e}") from e
 
 
 def _out(record: str, build: Callable[[Any], list[Any]], obj: Any) -> bytes:
@@ -584,8 +620,7 @@ def encode_log_id(log_id: LogId) -> bytes:
 def _stored_membership_out(m: tuple[LogId, Membership]) -> list[Any]:
     (t, n, i), membership = m
     _log_id_ok(t, n, i, "log_id")
-    configs, nodes = _membership_out(membership)
-    return [FORMAT_VERSION, TAG_MEMBERSHIP, t, n, i, configs, nodes]
+    return [FORMAT_VERSION, TAG_MEMBERSHIP, t, n, i, *_membership_out(membership)]
 
 
 def encode_membership(m: tuple[LogId, Membership]) -> bytes:
@@ -864,10 +899,11 @@ def decode_log_id(data: bytes) -> LogId:
 
 
 def _stored_membership_in(a: list[Any]) -> tuple[LogId, Membership]:
-    _arity(a, 7)
-    _, _, t, n, i, configs, nodes = a
+    if len(a) != 8:
+        _arity(a, 7)
+    t, n, i = a[2:5]
     _log_id_ok(t, n, i, "log_id")
-    return (_new(LogId, (t, n, i)), _membership_in([configs, nodes]))
+    return (_new(LogId, (t, n, i)), _membership_in(a[5:]))
 
 
 def decode_membership(data: bytes) -> tuple[LogId, Membership]:

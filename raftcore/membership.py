@@ -10,7 +10,26 @@ import attrs
 
 from raftcore.errors import ConfigError
 from raftcore.ids import NodeId
-from raftcore.quorum import Joint, Majority, QuorumSet
+from raftcore.quorum import (
+    Joint,
+    Majority,
+    QuorumSet,
+    QuorumSpec,
+    quorum_from_spec,
+    quorum_to_spec,
+)
+
+
+def _freeze_quorums(quorums: Iterable[QuorumSpec | None]) -> tuple[QuorumSpec | None, ...]:
+    """Canonical specs (sorted ids, tuples); ``None`` for a majority; ``()`` if all are."""
+    out: list[QuorumSpec | None] = []
+    for spec in quorums:
+        if spec is None:
+            out.append(None)
+            continue
+        q = quorum_from_spec(spec)
+        out.append(None if isinstance(q, Majority) else quorum_to_spec(q))
+    return () if all(s is None for s in out) else tuple(out)
 
 
 def _freeze_configs(configs: Iterable[Iterable[NodeId]]) -> tuple[frozenset[NodeId], ...]:
@@ -28,10 +47,15 @@ class Membership:
     One config is a uniform membership; two or more are a joint membership in
     which each config must form a quorum. Members listed in ``nodes`` but in
     no config are learners: they receive the log and never vote.
+
+    Each config's voters form a majority quorum unless ``quorums`` gives a
+    spec for it (``raftcore.quorum``: flexible or hierarchical), one entry per
+    config, ``None`` for a majority; ``()`` means all are majorities.
     """
 
     configs: tuple[frozenset[NodeId], ...] = attrs.field(converter=_freeze_configs)
     nodes_items: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_freeze_nodes)
+    quorums: tuple[QuorumSpec | None, ...] = attrs.field(default=(), converter=_freeze_quorums)
 
     def __attrs_post_init__(self) -> None:
         if not self.configs:
@@ -45,6 +69,21 @@ class Membership:
                     raise ConfigError("membership", f"node id {n!r} is not a positive int")
                 if n not in ids:
                     raise ConfigError("membership", f"voter {n} has no node info")
+        if self.quorums:
+            if len(self.quorums) != len(self.configs):
+                raise ConfigError("membership", "quorums needs one entry per config")
+            for c, spec in zip(self.configs, self.quorums, strict=True):
+                if spec is not None and quorum_from_spec(spec).voter_ids() != c:
+                    raise ConfigError("membership", f"quorum {spec!r} is not over voters {set(c)}")
+
+    @classmethod
+    def with_quorum(cls, quorum: QuorumSet, nodes: Mapping[NodeId, Any]) -> Membership:
+        """A uniform membership whose voters form ``quorum`` (e.g. ``Flexible``)."""
+        return cls((quorum.voter_ids(),), nodes, (quorum_to_spec(quorum),))
+
+    def config_spec(self, i: int) -> QuorumSpec | None:
+        """The quorum spec of config ``i`` (``None``: a majority)."""
+        return self.quorums[i] if self.quorums else None
 
     @classmethod
     def of(cls, nodes: Mapping[NodeId, Any] | Iterable[NodeId]) -> Membership:
@@ -77,9 +116,12 @@ class Membership:
         return any(node_id in c for c in self.configs)
 
     def quorum_set(self) -> QuorumSet:
-        if len(self.configs) == 1:
-            return Majority(self.configs[0])
-        return Joint(Majority(c) for c in self.configs)
+        specs = self.quorums or (None,) * len(self.configs)
+        parts = [
+            Majority(c) if spec is None else quorum_from_spec(spec)
+            for c, spec in zip(self.configs, specs, strict=True)
+        ]
+        return parts[0] if len(parts) == 1 else Joint(parts)
 
     def node_info(self, node_id: NodeId) -> Any:
         return dict(self.nodes_items).get(node_id)
@@ -140,8 +182,32 @@ class UpdateNodes:
     nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(converter=_nodes_arg)
 
 
-Change = AddVoters | RemoveVoters | ReplaceVoters | AddLearners | RemoveNodes | UpdateNodes
-CHANGE_TYPES = (AddVoters, RemoveVoters, ReplaceVoters, AddLearners, RemoveNodes, UpdateNodes)
+def _spec_arg(quorum: QuorumSet | QuorumSpec) -> QuorumSpec:
+    return quorum_to_spec(quorum_from_spec(quorum) if isinstance(quorum, tuple) else quorum)
+
+
+@attrs.frozen
+class SetQuorum:
+    """The voters become ``quorum``'s (e.g. ``Flexible`` or ``Hierarchical``);
+    new nodes get the info in ``nodes``. The only voter change allowed on a
+    config that is not a plain majority."""
+
+    quorum: QuorumSpec = attrs.field(converter=_spec_arg)
+    nodes: tuple[tuple[NodeId, Any], ...] = attrs.field(default=(), converter=_nodes_arg)
+
+
+Change = (
+    AddVoters | RemoveVoters | ReplaceVoters | AddLearners | RemoveNodes | UpdateNodes | SetQuorum
+)
+CHANGE_TYPES = (
+    AddVoters,
+    RemoveVoters,
+    ReplaceVoters,
+    AddLearners,
+    RemoveNodes,
+    UpdateNodes,
+    SetQuorum,
+)
 
 
 def _check_ids(ids: Iterable[NodeId]) -> None:
@@ -150,15 +216,25 @@ def _check_ids(ids: Iterable[NodeId]) -> None:
             raise ValueError(f"node id {n!r} is not a positive int")
 
 
-def change_goal(m: Membership, change: Change) -> tuple[frozenset[NodeId], dict[NodeId, Any]]:
-    """The voter set ``change`` asks for, and the node infos it leaves.
+Goal = tuple[frozenset[NodeId], QuorumSpec | None]
+
+
+def change_goal(m: Membership, change: Change) -> tuple[Goal, dict[NodeId, Any]]:
+    """The voter config ``change`` asks for (voters and quorum spec), and the
+    node infos it leaves.
 
     The goal starts from the newest config (the second one of a joint
     membership). Raises ``ValueError`` naming what is wrong.
     """
     voters = m.configs[-1]
+    spec = m.config_spec(len(m.configs) - 1)
     nodes = m.nodes
-    if isinstance(change, (AddVoters, ReplaceVoters, AddLearners)):
+    if isinstance(change, (AddVoters, RemoveVoters, ReplaceVoters)) and spec is not None:
+        raise ValueError(
+            f"the voters form a {spec[0]} quorum: change them with SetQuorum, "
+            "which says what the new quorum is"
+        )
+    if isinstance(change, (AddVoters, ReplaceVoters, AddLearners, SetQuorum)):
         _check_ids(n for n, _ in change.nodes)
         for n, info in change.nodes:
             nodes.setdefault(n, info)
@@ -167,6 +243,15 @@ def change_goal(m: Membership, change: Change) -> tuple[frozenset[NodeId], dict[
             voters = voters | ids
         elif isinstance(change, ReplaceVoters):
             voters = ids
+        elif isinstance(change, SetQuorum):
+            q = quorum_from_spec(change.quorum)
+            if isinstance(q, Joint):
+                raise ValueError("a joint quorum is not a goal: joint configs are the engine's")
+            voters = q.voter_ids()
+            spec = None if isinstance(q, Majority) else change.quorum
+            missing = voters - nodes.keys()
+            if missing:
+                raise ValueError(f"no node info for new voters {sorted(missing)}: pass nodes")
     elif isinstance(change, RemoveVoters):
         unknown = change.ids - voters
         if unknown:
@@ -190,7 +275,7 @@ def change_goal(m: Membership, change: Change) -> tuple[frozenset[NodeId], dict[
         raise ValueError(f"not a membership change: {change!r}")
     if not voters:
         raise ValueError("the change leaves no voter")
-    return voters, nodes
+    return (voters, spec), nodes
 
 
 def next_membership(m: Membership, change: Change, *, retain: bool) -> Membership:
@@ -202,13 +287,14 @@ def next_membership(m: Membership, change: Change, *, retain: bool) -> Membershi
     any sequence of changes is safe). A change of learners or node info only
     is one uniform step.
     """
-    voters, nodes = change_goal(m, change)
-    last = m.configs[-1]
-    if voters != last:
-        return Membership((last, voters), nodes)
+    (voters, spec), nodes = change_goal(m, change)
+    last = len(m.configs) - 1
+    last_spec = m.config_spec(last)
+    if (voters, spec) != (m.configs[last], last_spec):
+        return Membership((m.configs[last], voters), nodes, (last_spec, spec))
     if m.is_joint:
-        return leave_joint(Membership(m.configs, nodes), retain=retain)
-    return Membership((voters,), nodes)
+        return leave_joint(Membership(m.configs, nodes, m.quorums), retain=retain)
+    return Membership((voters,), nodes, (spec,))
 
 
 def leave_joint(m: Membership, *, retain: bool) -> Membership:
@@ -222,4 +308,4 @@ def leave_joint(m: Membership, *, retain: bool) -> Membership:
     if not retain:
         for n in m.voter_ids() - goal:
             nodes.pop(n, None)
-    return Membership((goal,), nodes)
+    return Membership((goal,), nodes, (m.config_spec(len(m.configs) - 1),))

@@ -400,7 +400,19 @@ def test_invalid_memberships_are_named() -> None:
         "AppendRequest.entries[0].data.nodes: expected an array [node id, info, ...], got list [1]"
     )
     assert codec_error(decode_message, with_membership("voters")) == (
-        "AppendRequest.entries[0].data: expected [configs, nodes], got 'voters'"
+        "AppendRequest.entries[0].data: expected [configs, nodes] or [configs, nodes, quorums], "
+        "got 'voters'"
+    )
+    # A quorum spec that does not cover its config's voters, or is not a spec.
+    assert codec_error(
+        decode_message,
+        with_membership([[[1, 2]], [1, None, 2, None], [["flexible", [1, 2, 3], 2, 2]]]),
+    ) == (
+        "AppendRequest.entries[0].data: invalid membership: quorum ('flexible', (1, 2, 3), 2, 2) "
+        "is not over voters {1, 2}"
+    )
+    assert "invalid membership" in codec_error(
+        decode_message, with_membership([[[1]], [1, None], [["nonsense"]]])
     )
     stored = cbor2.dumps([1, 8, 1, 1, 5, [[0]], [0, None]])
     assert codec_error(decode_membership, stored) == (

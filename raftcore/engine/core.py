@@ -29,7 +29,9 @@ from raftcore.events import (
     Wakeup,
 )
 from raftcore.ids import INITIAL_VOTE, LogId
+from raftcore.membership import Membership
 from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteResponse
+from raftcore.quorum import check_safe
 from raftcore.state import Metrics, RecoveredState, Role
 
 
@@ -249,6 +251,9 @@ class Engine(MembershipHandler):
                 f"last log {self.log.last_log_id()!r})"
             )
         m = ev.membership
+        if not isinstance(m, Membership):
+            raise LocalProtocolError(f"Initialize needs a Membership, got {m!r}")
+        check_safe(m.quorum_set(), self.config.leader_id_mode)  # ConfigError if unsafe
         self._append([membership_entry(LogId(0, 0, 1), m)])
         if self.is_voter():
             # Elect at once: there is no leader to wait for.

@@ -30,6 +30,7 @@ from raftcore.errors import (
 from raftcore.events import ChangeMembership
 from raftcore.ids import LogId
 from raftcore.membership import Membership, leave_joint, next_membership
+from raftcore.quorum import check_safe
 from raftcore.state import Role
 
 
@@ -59,6 +60,9 @@ class MembershipHandler(LeaderHandler):
             return
         try:
             nxt = next_membership(cur, ev.change, retain=ev.retain)
+            # Flexible quorums can be unsafe; in standard leader-id mode
+            # election quorums must also meet each other.
+            check_safe(nxt.quorum_set(), self.config.leader_id_mode)
         except (ValueError, ConfigError) as e:
             self._emit(Respond(ev.request_id, None, InvalidMembershipChange(str(e))))
             return

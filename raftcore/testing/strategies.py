@@ -33,6 +33,7 @@ from raftcore.entries import Entry, EntryKind
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
+from raftcore.quorum import QuorumSpec
 
 __all__ = [
     "U64",
@@ -121,7 +122,8 @@ def memberships(
     ids: st.SearchStrategy[NodeId] | None = None,
 ) -> Membership:
     """Uniform and joint memberships (``max_configs`` voter configs at most),
-    with learners (members in no config) and node info."""
+    with learners (members in no config), node info, and configs that are
+    flexible or hierarchical quorums as well as majorities."""
     member_ids = ids if ids is not None else node_ids()
     members = sorted(draw(st.sets(member_ids, min_size=1, max_size=max_nodes)))
     configs = draw(
@@ -131,8 +133,24 @@ def memberships(
             max_size=max_configs,
         )
     )
+    quorums = [draw(_quorum_spec(sorted(c))) for c in configs]
     infos = {n: draw(node_infos()) for n in members}
-    return Membership(configs, infos)
+    return Membership(configs, infos, quorums)
+
+
+@st.composite
+def _quorum_spec(draw: st.DrawFn, voters: list[NodeId]) -> QuorumSpec | None:
+    """``None`` (a majority), or a flexible or hierarchical spec over ``voters``."""
+    kind = draw(st.sampled_from(["majority", "flexible", "hierarchical"]))
+    n = len(voters)
+    if kind == "flexible":
+        election = draw(st.integers(1, n))
+        commit = draw(st.integers(n - election + 1, n))  # safe: they must intersect
+        return ("flexible", tuple(voters), election, commit)
+    if kind == "hierarchical":
+        groups = draw(st.integers(1, n))
+        return ("hierarchical", tuple(tuple(voters[g::groups]) for g in range(groups)))
+    return None
 
 
 @st.composite

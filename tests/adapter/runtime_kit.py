@@ -29,6 +29,11 @@ T = TypeVar("T")
 
 #: Fast timers: elections settle in well under a second on loopback.
 CONFIG = Config(election_timeout_min=0.15, election_timeout_max=0.3, heartbeat_interval=0.03)
+#: A leader cut off from its followers stays leader: for tests that need a
+#: write to hang (check-quorum would depose it after the lease, a race).
+STAY_LEADER = Config(
+    election_timeout_min=0.15, election_timeout_max=0.3, heartbeat_interval=0.03, check_quorum=False
+)
 #: Generous deadlines for conditions (CI machines stall); never slept on.
 WAIT = 10.0
 
@@ -66,7 +71,9 @@ class Kit:
     def run(self, scenario: Callable[[Kit], Awaitable[None]]) -> None:
         raise NotImplementedError
 
-    def open_node(self, node_id: NodeId, store: LogStore, sm: Any, transport: Any) -> Any:
+    def open_node(
+        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+    ) -> Any:
         raise NotImplementedError
 
     def tcp(self, node_id: NodeId, addrs: dict[NodeId, str], **kw: Any) -> Any:
@@ -90,6 +97,10 @@ class Kit:
     async def checkpoint(self) -> None:
         raise NotImplementedError
 
+    async def cancel_soon(self, aw: Awaitable[Any]) -> None:
+        """Start ``aw``, let it run a few scheduling rounds, then cancel it."""
+        raise NotImplementedError
+
 
 class AsyncioKit(Kit):
     name = "asyncio"
@@ -100,8 +111,10 @@ class AsyncioKit(Kit):
 
         asyncio.run(main())
 
-    def open_node(self, node_id: NodeId, store: LogStore, sm: Any, transport: Any) -> Any:
-        return asyncio_node.open_node(node_id, CONFIG, store, sm, transport)
+    def open_node(
+        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+    ) -> Any:
+        return asyncio_node.open_node(node_id, config, store, sm, transport)
 
     def tcp(self, node_id: NodeId, addrs: dict[NodeId, str], **kw: Any) -> Any:
         peers = {n: a for n, a in addrs.items() if n != node_id}
@@ -123,6 +136,14 @@ class AsyncioKit(Kit):
 
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
+
+    async def cancel_soon(self, aw: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(aw)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.contextmanager
@@ -172,8 +193,10 @@ class TrioKit(Kit):
 
         return node, close
 
-    def open_node(self, node_id: NodeId, store: LogStore, sm: Any, transport: Any) -> Any:
-        return trio_node.open_node(node_id, CONFIG, store, sm, transport)
+    def open_node(
+        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+    ) -> Any:
+        return trio_node.open_node(node_id, config, store, sm, transport)
 
     def tcp(self, node_id: NodeId, addrs: dict[NodeId, str], **kw: Any) -> Any:
         peers = {n: a for n, a in addrs.items() if n != node_id}
@@ -202,6 +225,17 @@ class TrioKit(Kit):
     async def checkpoint(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    async def cancel_soon(self, aw: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await aw
+
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run)
+                for _ in range(5):
+                    await trio.lowlevel.checkpoint()
+                scope.cancel()
+
 
 KITS = [AsyncioKit(), TrioKit()]
 
@@ -209,8 +243,11 @@ KITS = [AsyncioKit(), TrioKit()]
 class Cluster:
     """N nodes of one runtime, in process, on an in-process or TCP network."""
 
-    def __init__(self, kit: Kit, ids: Sequence[NodeId], *, tcp: bool) -> None:
+    def __init__(
+        self, kit: Kit, ids: Sequence[NodeId], *, tcp: bool, config: Config = CONFIG
+    ) -> None:
         self.kit = kit
+        self.config = config
         self.ids = list(ids)
         self.tcp = tcp
         self.net = InProcNetwork()
@@ -223,11 +260,13 @@ class Cluster:
     def transport(self, n: NodeId) -> Any:
         return self.kit.tcp(n, self.addrs) if self.tcp else self.net.transport(n)
 
-    async def start(self, n: NodeId, store: LogStore | None = None) -> Any:
+    async def start(
+        self, n: NodeId, store: LogStore | None = None, sm: ListStateMachine | None = None
+    ) -> Any:
         if store is not None:
             self.stores[n] = store
-        self.sms[n] = ListStateMachine()
-        cm = self.kit.open_node(n, self.stores[n], self.sms[n], self.transport(n))
+        self.sms[n] = sm if sm is not None else ListStateMachine()
+        cm = self.kit.open_node(n, self.stores[n], self.sms[n], self.transport(n), self.config)
         self.nodes[n], self._closers[n] = await self.kit.enter(cm)
         return self.nodes[n]
 
@@ -259,14 +298,22 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    kit: Kit, n: int = 3, *, tcp: bool = False, init: bool = True
+    kit: Kit,
+    n: int = 3,
+    *,
+    tcp: bool = False,
+    init: bool = True,
+    voters: int | None = None,
+    config: Config = CONFIG,
 ) -> AsyncIterator[Cluster]:
-    c = Cluster(kit, range(1, n + 1), tcp=tcp)
+    """``n`` running nodes; with ``init``, nodes 1..``voters`` (default all) form the cluster."""
+    c = Cluster(kit, range(1, n + 1), tcp=tcp, config=config)
     try:
         for node_id in c.ids:
             await c.start(node_id)
         if init:
-            await c.nodes[1].initialize(c.addrs)
+            members = {i: a for i, a in c.addrs.items() if i <= (voters or n)}
+            await c.nodes[1].initialize(members)
         yield c
     finally:
         for node_id in list(c.nodes):

@@ -6,14 +6,24 @@ import functools
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from runtime_kit import KITS, WAIT, Kit, cluster
+from runtime_kit import KITS, STAY_LEADER, WAIT, Kit, ListStateMachine, cluster
 
 from adapters.errors import ShuttingDown, Timeout
 from adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.codec import EncodeError
 from raftcore.entries import Entry
-from raftcore.errors import LocalProtocolError, NodeStopped, NotLeader
+from raftcore.errors import (
+    InvalidMembershipChange,
+    LocalProtocolError,
+    MembershipMismatch,
+    NodeStopped,
+    NotLeader,
+)
+from raftcore.ids import LogId
+from raftcore.membership import AddLearners, AddVoters, RemoveNodes, RemoveVoters
 from raftcore.state import Role
 
 RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
@@ -135,7 +145,7 @@ def test_bad_frames_and_unknown_peers_leave_the_node_working(kit: Kit) -> None:
 def test_shutdown_fails_requests_in_flight(kit: Kit) -> None:
     async def scenario(kit: Kit) -> None:
         with kit.fail_after(WAIT * 2):
-            async with cluster(kit, 3) as c:
+            async with cluster(kit, 3, config=STAY_LEADER) as c:
                 leader = await c.leader()
                 c.net.isolate(leader.node_id)  # nothing can commit any more
 
@@ -157,13 +167,11 @@ def test_shutdown_fails_requests_in_flight(kit: Kit) -> None:
 def test_write_timeout_and_wait_for_timeout(kit: Kit) -> None:
     async def scenario(kit: Kit) -> None:
         with kit.fail_after(WAIT * 2):
-            async with cluster(kit, 3) as c:
+            async with cluster(kit, 3, config=STAY_LEADER) as c:
                 leader = await c.leader()
                 c.net.isolate(leader.node_id)
-                # Well inside the lease (0.15 s): check-quorum has not deposed
-                # the leader yet (it would answer LeadershipLost).
                 with pytest.raises(Timeout):
-                    await leader.write("lost", timeout=0.03)
+                    await leader.write("lost", timeout=0.2)
                 with pytest.raises(Timeout):
                     await leader.wait_for(lambda m: m.applied.index > 10**9, timeout=0.1)
 
@@ -211,5 +219,192 @@ def test_storage_failure_stops_the_node_cleanly(kit: Kit) -> None:
                 assert "disk on fire" in (node.metrics().stopped or "")
                 with pytest.raises(NodeStopped):
                     await node.write("y", timeout=WAIT)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+@NETWORKS
+def test_add_learner_promote_and_remove_a_voter(kit: Kit, tcp: bool) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 4):
+            async with cluster(kit, 4, tcp=tcp, voters=3) as c:
+                leader = await c.leader([1, 2, 3])
+                for i in range(20):
+                    await leader.write(i, timeout=WAIT)
+                lid, m = await leader.add_learner(4, c.addrs[4], timeout=WAIT)
+                assert m.learner_ids() == {4} and m.node_info(4) == c.addrs[4]
+                # blocking: returned only once the learner had the whole log.
+                assert leader.metrics().replication[4] == leader.metrics().last_log_id
+                assert c.nodes[4].metrics().role is Role.LEARNER
+                lid2, m2 = await leader.change_membership(AddVoters({4: None}), timeout=WAIT)
+                assert lid2 > lid and m2.voter_ids() == {1, 2, 3, 4} and not m2.is_joint
+                await c.nodes[4].wait_for(lambda m: m.role is Role.FOLLOWER, timeout=WAIT)
+                victim = next(n for n in (1, 2, 3) if n != leader.node_id)
+                _, m3 = await leader.change_membership(RemoveVoters([victim]), timeout=WAIT)
+                assert victim not in m3.node_ids()
+                result = await leader.write("after", timeout=WAIT)
+                await c.wait_applied(result[0], [n for n in c.ids if n != victim])
+                assert c.sms[4].items[-1] == "after"
+                metrics = leader.metrics()
+                assert metrics.membership == m3 and set(metrics.replication) == m3.node_ids() - {
+                    leader.node_id
+                }
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_membership_change_errors_are_typed(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+                follower = next(c.nodes[n] for n in c.ids if n != leader.node_id)
+                with pytest.raises(NotLeader) as exc:
+                    await follower.change_membership(AddLearners({9: None}), timeout=WAIT)
+                assert exc.value.leader_id == leader.node_id
+                with pytest.raises(InvalidMembershipChange, match="still voters"):
+                    await leader.change_membership(RemoveNodes([follower.node_id]), timeout=WAIT)
+                with pytest.raises(MembershipMismatch):
+                    await leader.change_membership(
+                        AddLearners({9: None}), expected=LogId(9, 9, 9), timeout=WAIT
+                    )
+                c.net.isolate(leader.node_id)  # the first change cannot commit
+                results = await kit.gather(
+                    leader.change_membership(AddLearners({8: None}), timeout=0.05),
+                    leader.change_membership(AddLearners({9: None}), timeout=0.05),
+                )
+                # Whichever reached the engine second was refused at once; the
+                # other could not commit (timed out, or the isolated leader
+                # stepped down first).
+                kinds = sorted(type(r).__name__ for r in results)
+                assert kinds[0] == "MembershipChangeInProgress", results
+                assert kinds[1] in ("LeadershipLost", "Timeout"), results
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_unencodable_write_is_refused_and_the_cluster_keeps_working(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+                with pytest.raises(EncodeError, match="unsupported type set"):
+                    await leader.write({1, 2}, timeout=WAIT)
+                with pytest.raises(EncodeError):
+                    await leader.write_batch(["fine", float("nan")], timeout=WAIT)
+                assert (await leader.write("ok", timeout=WAIT))[1] == "ok"
+                assert leader.metrics().stopped is None
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_a_failing_predicate_fails_only_its_wait(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 3) as c:
+                leader = await c.leader()
+
+                def broken(m: Any) -> bool:
+                    raise KeyError("no such field")
+
+                with pytest.raises(KeyError):
+                    await leader.wait_for(broken, timeout=WAIT)
+                assert (await leader.write("ok", timeout=WAIT))[1] == "ok"
+                # Predicates see the same metrics as metrics(): the transport's too.
+                m = await leader.wait_for(lambda m: "transport" in m.extra, timeout=WAIT)
+                assert isinstance(m.extra["transport"], dict)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_shutdown_ends_waits_and_code_after_it_runs(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT):
+            async with cluster(kit, 1) as c:
+                node = await c.leader()
+
+                async def shut() -> None:
+                    for _ in range(20):
+                        await kit.checkpoint()
+                    await node.shutdown()
+                    reached.append(True)  # the body is not cancelled by shutdown
+
+                reached: list[bool] = []
+                results = await kit.gather(node.wait_for(lambda m: False, timeout=WAIT), shut())
+                assert isinstance(results[0], ShuttingDown), results
+                assert reached == [True]
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_cancelled_waits_leave_nothing_behind(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT):
+            async with cluster(kit, 1) as c:
+                node = await c.leader()
+                for _ in range(10):
+                    await kit.cancel_soon(node.wait_for(lambda m: False, timeout=WAIT))
+                    await kit.cancel_soon(node.write_batch(["a", "b"], timeout=WAIT))
+                assert node._driver.watchers == []
+                assert node._driver.waiters == {}
+
+    kit.run(scenario)
+
+
+class BlockingFailingStore(MemoryLogStore):
+    """Fails appends once ``broken``; runs in the worker thread like a real disk."""
+
+    blocking = True
+    broken = False
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        if self.broken:
+            raise OSError("disk on fire")
+        super().append(entries)
+
+
+class ExplodingStateMachine(ListStateMachine):
+    def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
+        if any(e.data == "boom" for e in entries):
+            raise RuntimeError("bug in the state machine")
+        return super().apply(entries)
+
+
+@RUNTIMES
+def test_storage_failure_in_the_worker_thread_stops_the_node(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 1, init=False) as c:
+                store = BlockingFailingStore()
+                await c.stop(1)
+                node = await c.start(1, store)
+                await node.initialize(c.addrs)
+                await c.leader()
+                store.broken = True
+                with pytest.raises(NodeStopped, match="disk on fire"):
+                    await node.write("x", timeout=WAIT)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_state_machine_failure_stops_the_node(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 1, init=False) as c:
+                await c.stop(1)
+                node = await c.start(1, MemoryLogStore(), ExplodingStateMachine())
+                await node.initialize(c.addrs)
+                await c.leader()
+                with pytest.raises(NodeStopped, match="bug in the state machine"):
+                    await node.write("boom", timeout=WAIT)
+                with pytest.raises(NodeStopped):
+                    await node.write("after", timeout=WAIT)
 
     kit.run(scenario)

@@ -1,0 +1,186 @@
+"""The public node API, shared by the asyncio and trio runtimes.
+
+``NodeApi`` implements every public call once, on top of four primitives a
+runtime supplies: the current time, waking its event loop, waiting for a
+group of requests (with a timeout), and waiting for a metrics condition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from adapters.driver import Driver, Resolve, as_membership, peers_of
+from adapters.errors import ShuttingDown, Timeout
+from adapters.log import NodeLogger
+from raftcore.codec import check_data
+from raftcore.config import Config
+from raftcore.errors import LocalProtocolError
+from raftcore.events import Event, Initialize, TriggerElection, TriggerHeartbeat
+from raftcore.ids import LogId, NodeId
+from raftcore.membership import AddLearners, Change, Membership
+from raftcore.messages import Message
+from raftcore.state import Metrics
+
+#: Queues one request with the driver, given the callback that resolves it.
+Submit = Callable[[Resolve], int]
+
+
+class Transport(Protocol):
+    """What the runtimes use of any transport (see ``adapters.transport``)."""
+
+    def send(self, to: NodeId, msg: Message) -> None: ...
+    def set_peer(self, node_id: NodeId, address: Any) -> None: ...
+    def remove_peer(self, node_id: NodeId) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
+class NodeApi:
+    """Everything public about a node; subclassed by each runtime."""
+
+    node_id: NodeId
+    config: Config
+    transport: Transport
+    log: NodeLogger
+    _driver: Driver | None
+    _closed: bool
+    _members: frozenset[NodeId] = frozenset()
+
+    # -- primitives (each runtime) -------------------------------------------------
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _kick(self) -> None:
+        """Wake the event loop task: the driver's inbox has work."""
+        raise NotImplementedError
+
+    async def _requests(self, submits: Sequence[Submit], timeout: float | None) -> list[Any]:
+        """Queue requests together and wait for all: their results, in order, or
+        the first error in order; ``Timeout`` (and every request forgotten) after
+        ``timeout`` seconds."""
+        raise NotImplementedError
+
+    async def wait_for(self, predicate: Callable[[Metrics], bool], *, timeout: float) -> Metrics:
+        """Wait until ``predicate(metrics)`` holds (checked after every engine
+        step); returns those metrics, or raises ``Timeout``."""
+        raise NotImplementedError
+
+    # -- the public API ------------------------------------------------------------
+
+    async def initialize(self, members: Membership | Mapping[NodeId, Any]) -> None:
+        """Form a new cluster with this first membership (node id -> address)."""
+        self._step_now(Initialize(as_membership(members)))
+
+    async def write(self, data: Any, *, timeout: float | None = None) -> Any:
+        """Replicate ``data``; returns the state machine's result once applied.
+
+        ``data`` must be encodable by ``raftcore.codec`` (``EncodeError`` otherwise:
+        nothing is proposed).
+        """
+        check_data(data)
+        d = self._live()
+        (result,) = await self._requests([_write(d, data)], timeout)
+        return result
+
+    async def write_batch(self, items: Sequence[Any], *, timeout: float | None = None) -> list[Any]:
+        """Several writes in one log append; results in order (first error raised)."""
+        for data in items:
+            check_data(data)
+        d = self._live()
+        return await self._requests([_write(d, data) for data in items], timeout)
+
+    async def change_membership(
+        self,
+        change: Change,
+        *,
+        retain: bool = False,
+        expected: LogId | None = None,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]:
+        """Change the membership (see ``raftcore.membership`` for the changes);
+        returns the final membership and its log id once committed.
+
+        ``retain`` keeps removed voters as learners; ``expected`` makes the
+        change conditional on the current membership's log id.
+        """
+        d = self._live()
+        (result,) = await self._requests(
+            [lambda r: d.submit_change(change, retain, expected, r)], timeout
+        )
+        return result  # type: ignore[no-any-return]
+
+    async def add_learner(
+        self,
+        node_id: NodeId,
+        info: Any,
+        *,
+        blocking: bool = True,
+        max_lag: int = 0,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]:
+        """Add a non-voting member that receives the log (existing info is kept).
+
+        With ``blocking``, returns only once the learner's log is within
+        ``max_lag`` entries of this leader's (``Timeout`` otherwise).
+        """
+        deadline = math.inf if timeout is None else self._now() + timeout
+        result = await self.change_membership(AddLearners({node_id: info}), timeout=timeout)
+        if blocking:
+
+            def caught_up(m: Metrics) -> bool:
+                matching = m.replication.get(node_id)
+                return matching is not None and matching.index + max_lag >= m.last_log_id.index
+
+            remaining = deadline - self._now()
+            await self.wait_for(caught_up, timeout=max(0.0, remaining))
+        return result
+
+    async def trigger_election(self) -> None:
+        self._step_now(TriggerElection())
+
+    async def trigger_heartbeat(self) -> None:
+        self._step_now(TriggerHeartbeat())
+
+    def metrics(self) -> Metrics:
+        return self._live().metrics()
+
+    # -- shared internals ------------------------------------------------------------
+
+    def _live(self) -> Driver:
+        if self._driver is None:
+            raise LocalProtocolError("the node is not started: use `async with open_node(...)`")
+        if self._closed:
+            raise ShuttingDown()
+        return self._driver
+
+    def _step_now(self, event: Event) -> None:
+        """Feed an event synchronously so a LocalProtocolError reaches the caller."""
+        d = self._live()
+        d.run(self._now())
+        d.handle(event, self._now())
+        self._kick()
+
+    def _deliver(self, sender: NodeId, message: Message) -> None:
+        if self._driver is not None:
+            self._driver.deliver(sender, message)
+            self._kick()
+
+    def _sync_peers(self, m: Membership) -> None:
+        """Keep the transport's peers in step with the effective membership."""
+        peers = peers_of(m, self.node_id)
+        for n, address in peers.items():
+            if address is not None:
+                self.transport.set_peer(n, address)
+        for n in self._members - peers.keys():
+            self.transport.remove_peer(n)
+        self._members = frozenset(peers)
+
+
+def _write(d: Driver, data: Any) -> Submit:
+    return lambda resolve: d.submit(data, resolve)
+
+
+def timeout_error(timeout: float | None) -> Timeout:
+    return Timeout(timeout if timeout is not None else 0.0)
