@@ -158,11 +158,16 @@ async def _client(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
+        from adapters.storage.sqlite import StoreLockedError
+
         try:
             return _serve(args)
         except ValueError as e:
             print(f"serve: {e}", file=sys.stderr)
             return EXIT_USAGE
+        except StoreLockedError as e:  # another node process runs on this data directory
+            print(f"serve: {e}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         return asyncio.run(_client(args))
     except KvError as e:

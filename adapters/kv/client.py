@@ -3,9 +3,10 @@
 ``KvClient`` knows every node's HTTP address. A request goes to the node
 believed to be the leader (at first, any node); a ``not_leader`` answer names
 the leader's HTTP address and the client goes there next; a node that does
-not answer, has no leader yet or timed out is skipped for the next one, with
-a short back-off, until the request's deadline. Errors that retrying cannot
-fix (400, 413) are raised at once.
+not answer (connection refused or reset, timed out) or has no leader yet is
+skipped for the next one after a back-off (20 ms, doubling up to 0.5 s), until
+the request's deadline. Errors that retrying cannot fix (400, 413) are raised
+at once.
 
 Writes are retried after an unknown outcome (a timeout, a lost leadership, a
 connection dropped after the request was sent): ``put`` and ``delete`` are
@@ -163,6 +164,11 @@ class HttpPool:
                 except (HttpError, OSError):
                     conn.close()
                     continue
+                except BaseException:
+                    # Cancelled, e.g. by the timeout above: the exchange is
+                    # half done, so the connection can serve nothing else.
+                    conn.close()
+                    raise
                 self._release(conn)
                 return response
             host, port = split_hostport(addr)
@@ -205,6 +211,11 @@ _RETRY = frozenset(
         "node_stopped",
     }
 )
+
+
+#: The wait after an attempt that found no leader or no node, doubling up to the maximum.
+_FIRST_BACKOFF = 0.02
+_MAX_BACKOFF = 0.5
 
 
 class KvClient:
@@ -297,7 +308,7 @@ class KvClient:
         order = list(self.addrs)
         next_addr: str | None = self.leader_http
         turn = 0
-        backoff = 0.02
+        backoff = _FIRST_BACKOFF
         last_problem = "no attempt"
         while True:
             if next_addr is None:
@@ -317,6 +328,10 @@ class KvClient:
                 if self.leader_http == addr:
                     self.leader_http = None
                 self.retries += 1
+                # The node is down or unreachable (maybe every node is): back
+                # off as for no_leader rather than spin on refused connections.
+                await asyncio.sleep(min(backoff, max(0.0, end - time.monotonic())))
+                backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             if not isinstance(answer, dict):
                 raise KvError(f"{addr}: not a JSON object: {answer!r}", response.status, answer)
@@ -339,7 +354,7 @@ class KvClient:
                 self.leader_http = None
             # No leader known (an election is on): wait a little before the next node.
             await asyncio.sleep(min(backoff, max(0.0, end - time.monotonic())))
-            backoff = min(backoff * 2, 0.5)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
 async def wait_for_leader(

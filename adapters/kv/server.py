@@ -17,9 +17,10 @@ no leader known               503     ``no_leader``
 new leader not caught up      503     ``leader_not_ready``
 write timed out               503     ``timeout`` (outcome unknown)
 leadership lost mid-write     503     ``leadership_lost`` (outcome unknown)
-node shutting down            503     ``shutting_down``
+node shutting down (any call)  503     ``shutting_down``
 cluster not initialized       503     ``not_initialized``
 storage failed, node stopped  500     ``node_stopped``
+any other ``ClientError``     503     its name, snake_case (+ ``detail``)
 bad key/value/HTTP            400     ``bad_key``/``bad_value``/``bad_request``
 missing key                   404     ``not_found``
 body too large                413     ``body_too_large``
@@ -33,6 +34,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -57,7 +59,7 @@ from adapters.kv.http import (
 )
 from adapters.kv.state_machine import KVStateMachine, Rejected
 from raftcore.config import Config
-from raftcore.errors import LeadershipLost, NodeStopped, NotInitialized, NotLeader
+from raftcore.errors import ClientError, LeadershipLost, NodeStopped, NotInitialized, NotLeader
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId
 from raftcore.state import Metrics, Role
 
@@ -98,6 +100,11 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _error_code(e: ClientError) -> str:
+    """``MembershipChangeInProgress`` -> ``"membership_change_in_progress"``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
+
+
 def read_ready(m: Metrics) -> bool:
     """A leader may serve reads from its state machine once it applied an entry
     of its own term: everything committed before its election is applied."""
@@ -130,14 +137,18 @@ class KvApi:
         op = route(request)
         if isinstance(op, Response):
             return op
-        if isinstance(op, Status):
-            return Response.json(200, self.status())
-        if isinstance(op, Get):
-            return await self._get(op.key, request.target)
-        if isinstance(op, Put):
-            return await self._write(["put", op.key, op.value], request.target)
-        assert isinstance(op, Delete)
-        return await self._write(["delete", op.key], request.target)
+        try:
+            if isinstance(op, Status):
+                return Response.json(200, self.status())
+            if isinstance(op, Get):
+                return await self._get(op.key, request.target)
+            if isinstance(op, Put):
+                return await self._write(["put", op.key, op.value], request.target)
+            assert isinstance(op, Delete)
+            return await self._write(["delete", op.key], request.target)
+        except ClientError as e:
+            # E.g. metrics() of a node that is shutting down: an outcome, not a bug.
+            return self._client_error(e, request.target)
 
     def leader_http(self, leader_id: int | None, leader_info: Any = None) -> str | None:
         """``leader_id``'s HTTP address: from the cluster spec, else its Raft port + 1000."""
@@ -156,28 +167,34 @@ class KvApi:
             return error_response(503, "no_leader", leader_id=None, leader_http=None)
         return not_leader_response(leader_id, self.leader_http(leader_id, leader_info), target)
 
-    async def _write(self, command: list[str], target: str) -> Response:
-        try:
-            result = await self.node.write(command, timeout=self.write_timeout)
-        except NotLeader as e:
+    def _client_error(self, e: ClientError, target: str) -> Response:
+        """The response for a node call that ended in a typed error (see the table above)."""
+        if isinstance(e, NotLeader):
             return self._not_leader(e.leader_id, e.leader_info, target)
-        except NotInitialized:
+        if isinstance(e, NotInitialized):
             return error_response(503, "not_initialized")
-        except Timeout as e:
+        if isinstance(e, Timeout):
             return error_response(
                 503, "timeout", detail=f"no outcome within {e.seconds}s; the write may still commit"
             )
-        except LeadershipLost as e:
+        if isinstance(e, LeadershipLost):
             return error_response(
                 503,
                 "leadership_lost",
                 leader_id=e.leader_id,
                 detail="leadership changed before the outcome was known; it may still commit",
             )
-        except ShuttingDown:
+        if isinstance(e, ShuttingDown):
             return error_response(503, "shutting_down")
-        except NodeStopped as e:
+        if isinstance(e, NodeStopped):
             return error_response(500, "node_stopped", reason=e.reason)
+        return error_response(503, _error_code(e), detail=str(e))
+
+    async def _write(self, command: list[str], target: str) -> Response:
+        try:
+            result = await self.node.write(command, timeout=self.write_timeout)
+        except ClientError as e:
+            return self._client_error(e, target)
         if isinstance(result, Rejected):
             return error_response(400, "rejected", detail=result.reason)
         return Response.json(200, {"ok": True, "previous": result})
@@ -195,8 +212,6 @@ class KvApi:
                 )
             except Timeout:
                 return error_response(503, "leader_not_ready")
-            except ShuttingDown:
-                return error_response(503, "shutting_down")
             if m.role is not Role.LEADER:
                 return self._not_leader(m.leader_id, None, target)
         value = self.state_machine.get(key)

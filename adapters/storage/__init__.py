@@ -11,6 +11,7 @@ from adapters.storage.sqlite import (
     SqliteLogStore,
     SqliteStoreError,
     StoreFormatError,
+    StoreLockedError,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "SqliteLogStore",
     "SqliteStoreError",
     "StoreFormatError",
+    "StoreLockedError",
 ]

@@ -18,6 +18,12 @@ with ``synchronous=FULL`` the commit returns once the WAL is fsynced. So the
 writes between two flushes become durable together, all or nothing, when
 ``flush`` returns; ``close()`` (or a crash) before ``flush`` loses them.
 
+One store per database: opening takes an exclusive advisory lock
+(``flock``) on ``<path>.lock`` next to the database, held until ``close()``
+(or the process's death), so a second store on the same file, in this
+process or another, raises ``StoreLockedError``. Plain ``sqlite3``
+connections (inspection, backups) ignore the lock.
+
 A store is used by one thread at a time, which need not be the thread that
 opened it. After an SQLite error during a write the transaction is rolled back
 and the store refuses every further call: reopen it (a runtime reports the
@@ -26,6 +32,7 @@ failure to the engine, which stops).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -37,6 +44,11 @@ from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote
 from raftcore.membership import Membership
 from raftcore.state import RecoveredState
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no advisory lock
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -44,6 +56,8 @@ __all__ = [
     "SqliteLogStore",
     "SqliteStoreError",
     "StoreFormatError",
+    "StoreLockedError",
+    "lock_path",
 ]
 
 #: Stored in ``meta``; a database with another name or version is refused.
@@ -79,6 +93,53 @@ class StoreFormatError(SqliteStoreError):
     """The database is not a raftcore log store of the supported format version."""
 
 
+class StoreLockedError(SqliteStoreError):
+    """Another open store (in this process or another) holds the database's lock.
+
+    ``path`` is the database, ``lock_path`` the lock file.
+    """
+
+    def __init__(self, path: str, lock_path: str) -> None:
+        super().__init__(
+            f"{path}: the log store is in use by another SqliteLogStore (another process on"
+            f" the same data directory?): cannot lock {lock_path}"
+        )
+        self.path = path
+        self.lock_path = lock_path
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """The lock file of the database at ``path``: ``<path>.lock``."""
+    return os.fspath(path) + ".lock"
+
+
+def _lock(path: str) -> int | None:
+    """Open ``<path>.lock`` and take an exclusive, non-blocking ``flock`` on it.
+
+    Returns the descriptor (the lock lives as long as it is open), or ``None``
+    for an in-memory or temporary database, or where ``flock`` does not exist.
+    """
+    if fcntl is None or path in ("", ":memory:"):
+        return None
+    lock = lock_path(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(path, lock) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
 class CorruptLogError(SqliteStoreError):
     """Stored data cannot be decoded or contradicts itself.
 
@@ -98,6 +159,8 @@ class SqliteLogStore:
     ``synchronous`` is SQLite's ``PRAGMA synchronous``: ``FULL`` (default)
     fsyncs the WAL on every commit, i.e. on every ``flush``; ``NORMAL``
     survives a process crash but may lose the last flushes on power loss.
+
+    Raises ``StoreLockedError`` if another store has the database open.
     """
 
     #: Calls block on disk: a runtime runs them in a worker thread.
@@ -112,12 +175,19 @@ class SqliteLogStore:
         self.path = os.fspath(path)
         self.synchronous = sync
         self._failed: BaseException | None = None
-        self._closed = False
-        # isolation_level=None: no implicit transactions, this class issues
-        # BEGIN/COMMIT itself.
-        self._db = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._closed = True  # until fully open: __del__ and close() have nothing to do
+        # Lock before touching the database: a second store must not even
+        # switch the journal mode or roll back the first one's transaction.
+        self._lock_fd = _lock(self.path)
+        try:
+            # isolation_level=None: no implicit transactions, this class issues
+            # BEGIN/COMMIT itself.
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except BaseException:
+            _unlock(self._lock_fd)
+            raise
         try:
             # Check the format before switching to WAL: a foreign file stays untouched.
             self._open_schema()
@@ -129,12 +199,20 @@ class SqliteLogStore:
             row = self._db.execute("SELECT max(idx) FROM log").fetchone()
             #: Index of the last entry, or of ``last_purged`` when the log is empty.
             self._last_index: int = max(row[0] or 0, self._last_purged.index)
+            self._closed = False
         except BaseException:
             self._db.close()
+            _unlock(self._lock_fd)
             raise
 
     def __repr__(self) -> str:
         return f"SqliteLogStore({self.path!r}, synchronous={self.synchronous!r})"
+
+    def __del__(self) -> None:
+        # A store dropped without close() must not keep its lock until exit.
+        if not getattr(self, "_closed", True):
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __enter__(self) -> SqliteLogStore:
         return self
@@ -378,8 +456,13 @@ class SqliteLogStore:
             raise
 
     def close(self) -> None:
-        """Close the database; writes since the last ``flush`` are rolled back."""
+        """Close the database and release its lock; writes since the last ``flush``
+        are rolled back."""
         if self._closed:
             return
         self._closed = True
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            fd, self._lock_fd = self._lock_fd, None
+            _unlock(fd)

@@ -21,14 +21,18 @@ from typing import Any
 
 from adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
     DEFAULT_QUEUE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_STABLE_AFTER,
+    DEFAULT_WRITE_TIMEOUT,
     HELLO_MAX_FRAME,
-    Backoff,
     FrameDecoder,
     HandshakeError,
+    PeerLink,
     PeerQueue,
     TransportCore,
+    WriteTimeout,
     bind_listen_socket,
     describe_error,
     format_address,
@@ -101,6 +105,9 @@ class AsyncioTcpTransport(TransportCore):
         backoff: tuple[float, float] = (0.05, 2.0),
         connect_timeout: float = 5.0,
         handshake_timeout: float = 5.0,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
+        stable_after: float = DEFAULT_STABLE_AFTER,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(
@@ -113,6 +120,9 @@ class AsyncioTcpTransport(TransportCore):
             backoff=backoff,
             connect_timeout=connect_timeout,
             handshake_timeout=handshake_timeout,
+            write_timeout=write_timeout,
+            max_pending_handshakes=max_pending_handshakes,
+            stable_after=stable_after,
             rng=rng,
         )
         self._listen = parse_address(listen)
@@ -208,12 +218,13 @@ class AsyncioTcpTransport(TransportCore):
     def stats(self) -> dict[str, int]:
         out = super().stats()
         out["connections_in"] = sum(1 for c in self._inbound.values() if c.node_id is not None)
+        out["handshakes_pending"] = sum(1 for c in self._inbound.values() if c.node_id is None)
         return out
 
     # ------------------------------------------------------------------ outbound
 
     async def _run_peer(self, peer: PeerQueue, event: asyncio.Event) -> None:
-        backoff = Backoff(*self.backoff, self._rng)
+        link = PeerLink(self, peer)
         try:
             while True:
                 while not peer.frames:
@@ -224,31 +235,17 @@ class AsyncioTcpTransport(TransportCore):
                         self._dial(peer), self.connect_timeout + self.handshake_timeout
                     )
                 except (*_NET_ERRORS, RemoteProtocolError) as exc:
-                    self.counters["connect_failures"] += 1
-                    self._drop(peer.clear(), "dropped_disconnected")
-                    delay = backoff.next()
-                    log = self.log.warning if backoff.failures == 1 else self.log.debug
-                    log(
-                        "cannot connect to node %s at %s (%s); retrying in %.2fs",
-                        peer.node_id,
-                        peer.address,
-                        describe_error(exc),
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(link.dial_failed(exc))
                     continue
-                if backoff.failures:
-                    self.log.info("connected to node %s at %s", peer.node_id, peer.address)
-                backoff.reset()
-                self.counters["connects"] += 1
-                peer.connected = True
+                link.connected()
                 try:
-                    reason = await self._pump(peer, event, reader, writer)
+                    reason, write_timed_out = await self._pump(peer, event, reader, writer)
                 finally:
                     peer.connected = False
                     _abort(writer)
-                self.counters["disconnects"] += 1
-                self.log.info("connection to node %s lost: %s", peer.node_id, reason)
+                delay = link.lost(reason, write_timed_out=write_timed_out)
+                if delay:
+                    await asyncio.sleep(delay)
         except Exception:  # a bug: log it; the next send starts a new sender
             self.log.exception("sender for node %s failed", peer.node_id)
             self._drop(peer.clear(), "dropped_disconnected")
@@ -285,8 +282,9 @@ class AsyncioTcpTransport(TransportCore):
         event: asyncio.Event,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-    ) -> str:
-        """Write queued frames until the connection breaks; return why it did."""
+    ) -> tuple[str, bool]:
+        """Write queued frames until the connection breaks; return why it did, and
+        whether it was a write timeout."""
         loop = asyncio.get_running_loop()
         watch = loop.create_task(reader.read(1))
         write = loop.create_task(self._write_loop(peer, event, writer))
@@ -297,13 +295,15 @@ class AsyncioTcpTransport(TransportCore):
                 t.cancel()
             await asyncio.gather(watch, write, return_exceptions=True)
         if write.done() and not write.cancelled() and write.exception() is not None:
-            return describe_error(write.exception())
+            exc = write.exception()
+            return describe_error(exc), isinstance(exc, WriteTimeout)
         if watch.cancelled():  # pragma: no cover - the writer ended first
-            return "closed"
+            return "closed", False
         exc = watch.exception()
         if exc is not None:
-            return describe_error(exc)
-        return "unexpected data from the acceptor" if watch.result() else "closed by the peer"
+            return describe_error(exc), False
+        data = watch.result()
+        return ("unexpected data from the acceptor" if data else "closed by the peer"), False
 
     async def _write_loop(
         self, peer: PeerQueue, event: asyncio.Event, writer: asyncio.StreamWriter
@@ -317,7 +317,13 @@ class AsyncioTcpTransport(TransportCore):
             batch, count = peer.take_batch()
             try:
                 writer.write(batch)
-                await writer.drain()
+                try:
+                    async with asyncio.timeout(self.write_timeout):
+                        await writer.drain()
+                except TimeoutError:
+                    raise WriteTimeout(
+                        f"no write progress within {self.write_timeout} s (the peer is not reading)"
+                    ) from None
             except BaseException:
                 self._drop(count, "dropped_disconnected")
                 raise
@@ -331,9 +337,13 @@ class AsyncioTcpTransport(TransportCore):
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peername = writer.get_extra_info("peername")
+        pending = sum(1 for c in self._inbound.values() if c.node_id is None)
+        if self._refuse_overflow(pending, peername):
+            _abort(writer)
+            return
         conn = _Inbound(writer)
         self._inbound[task] = conn
-        peername = writer.get_extra_info("peername")
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:

@@ -13,14 +13,15 @@ framework (peer table, bounded per-peer queues, drop accounting, logging).
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import socket
 import struct
+import time
 from collections import deque
-from collections.abc import Container, Iterable, Mapping, MutableMapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
+from adapters.log import NodeLogger, node_logger
 from raftcore.codec import (
     FORMAT_VERSION,
     EncodeError,
@@ -36,18 +37,23 @@ from raftcore.messages import Message
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_PENDING_HANDSHAKES",
     "DEFAULT_QUEUE_BYTES",
     "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_STABLE_AFTER",
+    "DEFAULT_WRITE_TIMEOUT",
     "HELLO_MAX_FRAME",
     "Backoff",
     "FrameDecoder",
     "FrameError",
     "HandshakeError",
     "OtherClusterError",
+    "PeerLink",
     "PeerQueue",
     "TransportCore",
     "UnknownNodeError",
     "VersionMismatchError",
+    "WriteTimeout",
     "bind_listen_socket",
     "check_hello",
     "describe_error",
@@ -68,6 +74,15 @@ DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 #: Largest write the senders coalesce queued frames into (a single frame may exceed it).
 MAX_BATCH_BYTES = 1024 * 1024
+#: Default limit on one write's progress: a peer that stops reading is cut off after it.
+DEFAULT_WRITE_TIMEOUT = 10.0
+#: Default bound on inbound connections still waiting for their Hello.
+DEFAULT_MAX_PENDING_HANDSHAKES = 64
+#: Default time an outbound connection must stay up to count as established for
+#: the back-off (a peer that accepts the Hello and then closes is redialled with back-off).
+DEFAULT_STABLE_AFTER = 1.0
+#: At most one WARNING per this many seconds for connections refused over the limit.
+OVERFLOW_LOG_INTERVAL = 10.0
 
 _HEADER = struct.Struct(">I")
 _HEADER_SIZE = _HEADER.size
@@ -104,6 +119,10 @@ class VersionMismatchError(HandshakeError):
     """The Hello announces another wire-format version."""
 
     REASON = "version-mismatch"
+
+
+class WriteTimeout(TimeoutError):
+    """A write to a peer made no progress within ``write_timeout``: it stopped reading."""
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -275,21 +294,9 @@ def reject_reason(exc: RemoteProtocolError, handshaken: bool) -> str:
     return "bad-message" if handshaken else "bad-hello"
 
 
-class NodeLogger(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes messages with ``[node N]`` and sets ``record.node_id``."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = dict(kwargs.get("extra") or {})
-        extra.setdefault("node_id", self.extra["node_id"] if self.extra else None)
-        kwargs["extra"] = extra
-        return f"[node {extra['node_id']}] {msg}", kwargs
-
-
 def transport_logger(node_id: NodeId) -> NodeLogger:
     """The ``raftcore.transport`` logger, tagged with ``node_id``."""
-    return NodeLogger(logging.getLogger("raftcore.transport"), {"node_id": node_id})
+    return node_logger("raftcore.transport", node_id)
 
 
 # --------------------------------------------------------------------------- back-off
@@ -342,8 +349,10 @@ COUNTERS = (
     "connects",
     "connect_failures",
     "disconnects",
+    "write_timeouts",
     "accepts",
     "rejects",
+    "handshake_overflow",
 )
 
 
@@ -418,6 +427,9 @@ class TransportCore:
         backoff: tuple[float, float] = (0.05, 2.0),
         connect_timeout: float = 5.0,
         handshake_timeout: float = 5.0,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
+        stable_after: float = DEFAULT_STABLE_AFTER,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = _check_node_id(node_id, "node_id")
@@ -439,6 +451,22 @@ class TransportCore:
             raise ConfigError("timeout", "connect_timeout and handshake_timeout must be > 0")
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
+        if not write_timeout > 0:
+            raise ConfigError("write_timeout", f"must be > 0, got {write_timeout!r}")
+        self.write_timeout = write_timeout
+        if (
+            not isinstance(max_pending_handshakes, int)
+            or isinstance(max_pending_handshakes, bool)
+            or max_pending_handshakes < 1
+        ):
+            raise ConfigError(
+                "max_pending_handshakes", f"must be an int >= 1, got {max_pending_handshakes!r}"
+            )
+        self.max_pending_handshakes = max_pending_handshakes
+        if not stable_after >= 0:
+            raise ConfigError("stable_after", f"must be >= 0, got {stable_after!r}")
+        self.stable_after = stable_after
+        self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.log = transport_logger(node_id)
         self.counters = new_counters()
         self.peers: dict[NodeId, PeerQueue] = {}
@@ -567,6 +595,27 @@ class TransportCore:
         check_hello(hello, self.cluster_id, (peer_id,))
         return hello
 
+    def _refuse_overflow(self, pending: int, peername: Any) -> bool:
+        """True (counted, logged at most every ``OVERFLOW_LOG_INTERVAL`` s) if a new
+        inbound connection must be closed at once: ``pending`` already wait for their Hello."""
+        if pending < self.max_pending_handshakes:
+            return False
+        self.counters["handshake_overflow"] += 1
+        now = time.monotonic()
+        if now - self._overflow_logged >= OVERFLOW_LOG_INTERVAL:
+            self._overflow_logged = now
+            log = self.log.warning
+        else:
+            log = self.log.debug
+        log(
+            "closing connection from %s: too-many-handshakes: %d connections already wait for"
+            " their Hello (max_pending_handshakes); %d refused so far",
+            describe_peername(peername),
+            pending,
+            self.counters["handshake_overflow"],
+        )
+        return True
+
     def _inbound_closed(
         self, exc: BaseException, node_id: NodeId | None, peername: Any, *, timed_out: bool
     ) -> None:
@@ -601,6 +650,94 @@ class TransportCore:
         out = dict(self.counters)
         out.update(self._gauges())
         return out
+
+
+class PeerLink:
+    """One peer's sender policy, shared by the TCP transports: the back-off
+    between dials, counting, and logging that stays quiet while a link flaps.
+
+    A connection counts as established for the back-off only once it stayed
+    up for ``stable_after`` seconds: one that ends sooner (say the peer
+    accepts the Hello, then closes) is a failure like a refused dial, so the
+    next dial waits. A write timeout is a failure too, however long the
+    connection was up.
+    """
+
+    __slots__ = ("_core", "_peer", "_up_since", "backoff", "flapping")
+
+    def __init__(self, core: TransportCore, peer: PeerQueue) -> None:
+        self._core = core
+        self._peer = peer
+        self.backoff = Backoff(*core.backoff, core._rng)
+        #: A connection ended before it was stable, and none stable came since.
+        self.flapping = False
+        self._up_since = 0.0
+
+    def dial_failed(self, exc: BaseException) -> float:
+        """Count and log a failed dial, drop what is queued; the delay before the next."""
+        core, peer = self._core, self._peer
+        core.counters["connect_failures"] += 1
+        core._drop(peer.clear(), "dropped_disconnected")
+        delay = self.backoff.next()
+        log = core.log.warning if self.backoff.failures == 1 else core.log.debug
+        log(
+            "cannot connect to node %s at %s (%s); retrying in %.2fs",
+            peer.node_id,
+            peer.address,
+            describe_error(exc),
+            delay,
+        )
+        return delay
+
+    def connected(self) -> None:
+        """A dial and its handshake succeeded."""
+        core, peer = self._core, self._peer
+        if self.backoff.failures:
+            log = core.log.debug if self.flapping else core.log.info
+            log("connected to node %s at %s", peer.node_id, peer.address)
+        core.counters["connects"] += 1
+        peer.connected = True
+        self._up_since = time.monotonic()
+
+    def lost(self, reason: str, *, write_timed_out: bool = False) -> float:
+        """An established connection ended (``reason``); the delay before the next dial."""
+        core, peer = self._core, self._peer
+        core.counters["disconnects"] += 1
+        uptime = time.monotonic() - self._up_since
+        if write_timed_out:
+            core.counters["write_timeouts"] += 1
+            dropped = peer.clear()
+            core._drop(dropped, "dropped_disconnected")
+            delay = self.backoff.next()
+            core.log.warning(
+                "closed the connection to node %s at %s: %s; dropped %d queued frames;"
+                " redialling in %.2fs",
+                peer.node_id,
+                peer.address,
+                reason,
+                dropped,
+                delay,
+            )
+            return delay
+        if uptime >= core.stable_after:
+            self.backoff.reset()
+            self.flapping = False
+            core.log.info("connection to node %s lost: %s", peer.node_id, reason)
+            return 0.0
+        # Up for less than stable_after: treated as a failed dial (queue dropped,
+        # back-off), and logged at INFO only once per flapping episode.
+        core._drop(peer.clear(), "dropped_disconnected")
+        delay = self.backoff.next()
+        log = core.log.debug if self.flapping else core.log.info
+        self.flapping = True
+        log(
+            "connection to node %s lost after %.3fs: %s; redialling in %.2fs",
+            peer.node_id,
+            uptime,
+            reason,
+            delay,
+        )
+        return delay
 
 
 def peers_dict(peers: Mapping[NodeId, Any] | Iterable[NodeId] | None) -> dict[NodeId, Any]:

@@ -22,14 +22,18 @@ import trio
 
 from adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
     DEFAULT_QUEUE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_STABLE_AFTER,
+    DEFAULT_WRITE_TIMEOUT,
     HELLO_MAX_FRAME,
-    Backoff,
     FrameDecoder,
     HandshakeError,
+    PeerLink,
     PeerQueue,
     TransportCore,
+    WriteTimeout,
     bind_listen_socket,
     describe_error,
     format_address,
@@ -122,6 +126,9 @@ class TrioTcpTransport(TransportCore):
         backoff: tuple[float, float] = (0.05, 2.0),
         connect_timeout: float = 5.0,
         handshake_timeout: float = 5.0,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
+        stable_after: float = DEFAULT_STABLE_AFTER,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(
@@ -134,6 +141,9 @@ class TrioTcpTransport(TransportCore):
             backoff=backoff,
             connect_timeout=connect_timeout,
             handshake_timeout=handshake_timeout,
+            write_timeout=write_timeout,
+            max_pending_handshakes=max_pending_handshakes,
+            stable_after=stable_after,
             rng=rng,
         )
         self._listen = parse_address(listen)
@@ -208,6 +218,7 @@ class TrioTcpTransport(TransportCore):
     def stats(self) -> dict[str, int]:
         out = super().stats()
         out["connections_in"] = sum(1 for c in self._inbound if c.node_id is not None)
+        out["handshakes_pending"] = sum(1 for c in self._inbound if c.node_id is None)
         return out
 
     # ------------------------------------------------------------------ outbound
@@ -218,7 +229,7 @@ class TrioTcpTransport(TransportCore):
             await task.event.wait()
 
     async def _run_peer(self, peer: PeerQueue, task: _PeerTask) -> None:
-        backoff = Backoff(*self.backoff, self._rng)
+        link = PeerLink(self, peer)
         try:
             with task.scope:
                 while True:
@@ -227,31 +238,17 @@ class TrioTcpTransport(TransportCore):
                         with trio.fail_after(self.connect_timeout + self.handshake_timeout):
                             stream = await self._dial(peer)
                     except (*_NET_ERRORS, RemoteProtocolError) as exc:
-                        self.counters["connect_failures"] += 1
-                        self._drop(peer.clear(), "dropped_disconnected")
-                        delay = backoff.next()
-                        log = self.log.warning if backoff.failures == 1 else self.log.debug
-                        log(
-                            "cannot connect to node %s at %s (%s); retrying in %.2fs",
-                            peer.node_id,
-                            peer.address,
-                            describe_error(exc),
-                            delay,
-                        )
-                        await trio.sleep(delay)
+                        await trio.sleep(link.dial_failed(exc))
                         continue
-                    if backoff.failures:
-                        self.log.info("connected to node %s at %s", peer.node_id, peer.address)
-                    backoff.reset()
-                    self.counters["connects"] += 1
-                    peer.connected = True
+                    link.connected()
                     try:
-                        reason = await self._pump(peer, task, stream)
+                        reason, write_timed_out = await self._pump(peer, task, stream)
                     finally:
                         peer.connected = False
                         await _close(stream)
-                    self.counters["disconnects"] += 1
-                    self.log.info("connection to node %s lost: %s", peer.node_id, reason)
+                    delay = link.lost(reason, write_timed_out=write_timed_out)
+                    if delay:
+                        await trio.sleep(delay)
         except Exception:  # a bug: log it; the next send starts a new sender
             self.log.exception("sender for node %s failed", peer.node_id)
             self._drop(peer.clear(), "dropped_disconnected")
@@ -276,9 +273,11 @@ class TrioTcpTransport(TransportCore):
             raise
         return stream
 
-    async def _pump(self, peer: PeerQueue, task: _PeerTask, stream: Stream) -> str:
-        """Write queued frames until the connection breaks; return why it did."""
+    async def _pump(self, peer: PeerQueue, task: _PeerTask, stream: Stream) -> tuple[str, bool]:
+        """Write queued frames until the connection breaks; return why it did, and
+        whether it was a write timeout."""
         reason = "closed"
+        write_timed_out = False
 
         async def watch(scope: trio.CancelScope) -> None:
             nonlocal reason
@@ -290,19 +289,28 @@ class TrioTcpTransport(TransportCore):
             scope.cancel()
 
         async def write(scope: trio.CancelScope) -> None:
-            nonlocal reason
+            nonlocal reason, write_timed_out
             counters = self.counters
             try:
                 while True:
                     await self._wait_frames(peer, task)
                     batch, count = peer.take_batch()
                     try:
-                        await stream.send_all(batch)
+                        try:
+                            with trio.fail_after(self.write_timeout):
+                                await stream.send_all(batch)
+                        except trio.TooSlowError:
+                            raise WriteTimeout(
+                                f"no write progress within {self.write_timeout} s"
+                                " (the peer is not reading)"
+                            ) from None
                     except BaseException:
                         self._drop(count, "dropped_disconnected")
                         raise
                     counters["frames_sent"] += count
                     counters["bytes_sent"] += len(batch)
+            except WriteTimeout as exc:
+                reason, write_timed_out = describe_error(exc), True
             except _NET_ERRORS as exc:
                 reason = describe_error(exc)
             scope.cancel()
@@ -310,7 +318,7 @@ class TrioTcpTransport(TransportCore):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch, nursery.cancel_scope)
             nursery.start_soon(write, nursery.cancel_scope)
-        return reason
+        return reason, write_timed_out
 
     # ------------------------------------------------------------------ inbound
 
@@ -326,12 +334,16 @@ class TrioTcpTransport(TransportCore):
                 nursery.start_soon(self._handle_inbound, tcp)
 
     async def _handle_inbound(self, tcp: trio.SocketStream) -> None:
-        conn = _Inbound()
-        self._inbound.add(conn)
         try:
             peername: Any = tcp.socket.getpeername()
         except OSError:  # pragma: no cover - already gone
             peername = "?"
+        pending = sum(1 for c in self._inbound if c.node_id is None)
+        if self._refuse_overflow(pending, peername):
+            await _close(tcp)
+            return
+        conn = _Inbound()
+        self._inbound.add(conn)
         stream: Stream = tcp
         try:
             with conn.scope:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,7 @@ import attrs
 import pytest
 
 from adapters.errors import ShuttingDown, Timeout
-from adapters.kv.client import NodeAddress, parse_cluster
+from adapters.kv.client import HttpPool, KvClient, KvUnavailable, NodeAddress, parse_cluster
 from adapters.kv.http import (
     CLOSED,
     NEED_DATA,
@@ -31,7 +33,13 @@ from adapters.kv.http import (
 )
 from adapters.kv.server import KvApi
 from adapters.kv.state_machine import KVStateMachine, Rejected
-from raftcore.errors import LeadershipLost, NodeStopped, NotLeader
+from raftcore.errors import (
+    ClientError,
+    LeadershipLost,
+    MembershipChangeInProgress,
+    NodeStopped,
+    NotLeader,
+)
 from raftcore.ids import LogId, Vote
 from raftcore.membership import Membership
 from raftcore.state import Metrics, Role
@@ -318,6 +326,8 @@ class FakeNode:
     outcome: Any = None
     ready_later: Metrics | None = None
     writes: list[Any] = attrs.Factory(list)
+    #: Raised by ``metrics()`` (a node shutting down raises ``ShuttingDown``).
+    metrics_error: ClientError | None = None
 
     async def write(self, data: Any, *, timeout: float | None = None) -> Any:
         self.writes.append(data)
@@ -326,6 +336,8 @@ class FakeNode:
         return self.outcome
 
     def metrics(self) -> Metrics:
+        if self.metrics_error is not None:
+            raise self.metrics_error
         return self.m
 
     async def wait_for(self, predicate: Callable[[Metrics], bool], *, timeout: float) -> Metrics:
@@ -416,6 +428,36 @@ def test_status_is_json() -> None:
     assert s["keys"] == 1 and s["extra"]["transport"] == {"sent": 3}
 
 
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ShuttingDown(), 503, "shutting_down"),
+        (NodeStopped("disk full"), 500, "node_stopped"),
+        (MembershipChangeInProgress(), 503, "membership_change_in_progress"),
+    ],
+)
+@pytest.mark.parametrize("target", ["/status", "/kv/k"])
+def test_metrics_errors_map_to_json_statuses(
+    error: ClientError, status: int, code: str, target: str
+) -> None:
+    # During shutdown the node's metrics() raises ShuttingDown: reads and
+    # /status answer 503 with a JSON error, not 500 "internal".
+    node = FakeNode(metrics(Role.LEADER, 1), metrics_error=error)
+    r = call(node, req("GET", target))
+    assert r.status == status and r.json_body()["error"] == code
+    assert r.header("content-type") == "application/json"
+
+
+def test_any_client_error_from_a_write_is_a_503() -> None:
+    node = FakeNode(metrics(Role.LEADER, 1), outcome=MembershipChangeInProgress())
+    r = call(node, req("PUT", "/kv/k", b"v"))
+    assert r.status == 503
+    assert r.json_body() == {
+        "error": "membership_change_in_progress",
+        "detail": "MembershipChangeInProgress()",
+    }
+
+
 def test_cluster_spec() -> None:
     assert CLUSTER[1] == NodeAddress(1, "127.0.0.1:7001", "127.0.0.1:8001")
     assert CLUSTER[2] == NodeAddress(2, "127.0.0.1:7002", "127.0.0.1:9002")
@@ -491,3 +533,74 @@ def test_trio_socket_loop_serves_and_survives_garbage() -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+def _closed_ports(n: int) -> list[str]:
+    """Loopback addresses nothing listens on (bound, then closed)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{sock.getsockname()[1]}" for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_client_backs_off_when_every_node_is_down() -> None:
+    async def main() -> None:
+        attempts = 0
+        client = KvClient(_closed_ports(3), request_timeout=0.5)
+        request = client.pool.request
+
+        async def counting(*args: Any, **kwargs: Any) -> Response:
+            nonlocal attempts
+            attempts += 1
+            return await request(*args, **kwargs)
+
+        client.pool.request = counting  # type: ignore[method-assign]
+        started = time.monotonic()
+        with pytest.raises(KvUnavailable, match="gave up"):
+            await client.put("k", "v", deadline=1.0)
+        elapsed = time.monotonic() - started
+        client.close()
+        # Without a back-off this was thousands of attempts; with 20 ms doubling
+        # to 0.5 s it is about six.
+        assert 2 <= attempts < 50, attempts
+        assert 0.9 <= elapsed < 5.0, elapsed
+
+    asyncio.run(main())
+
+
+def test_pooled_connection_is_closed_when_its_exchange_times_out() -> None:
+    from adapters.kv.server import close_http_asyncio, serve_http_asyncio
+
+    never = asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/kv/slow":
+            await never.wait()  # the server never answers this one
+        return Response.json(200, {"path": request.path})
+
+    async def main() -> None:
+        server = await serve_http_asyncio(handler, "127.0.0.1", 0)
+        addr = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        pool = HttpPool()
+        try:
+            r = await pool.request(addr, "GET", "/kv/fast", timeout=5)
+            assert r.json_body() == {"path": "/kv/fast"}
+            [conn] = pool._idle[addr]  # kept alive for the next request
+            with pytest.raises(TimeoutError):
+                await pool.request(addr, "GET", "/kv/slow", timeout=0.2)
+            assert conn.writer.is_closing()  # closed, not leaked half-way through an exchange
+            assert pool._idle[addr] == []  # and not handed out again
+            r = await pool.request(addr, "GET", "/kv/fast", timeout=5)  # a fresh connection
+            assert r.status == 200 and pool._idle[addr] != [conn]
+        finally:
+            pool.close()
+            await close_http_asyncio(server)
+
+    asyncio.run(main())

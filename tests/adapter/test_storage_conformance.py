@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import selectors
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from adapters.storage import (
     SqliteStoreError,
     StoreFormatError,
 )
+from adapters.storage.sqlite import StoreLockedError, lock_path
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, LogId, Vote
 from raftcore.membership import Membership
@@ -474,3 +481,135 @@ def test_sqlite_fresh_store_loads_initial_state(db: Path) -> None:
         assert store.load() == RecoveredState()
         assert store.load().vote == INITIAL_VOTE
         assert repr(store).startswith("SqliteLogStore(")
+
+
+# -- one store per database ----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+#: How long to wait for the lock-holding child to report (never slept on).
+CHILD_TIMEOUT = 20.0
+
+_HOLDER = """
+import sys
+from adapters.storage import SqliteLogStore
+store = SqliteLogStore(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.read()  # hold the store until the parent closes our stdin
+store.close()
+print("closed", flush=True)
+"""
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """One line of the child's stdout within ``timeout`` (``""`` at end of stream)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while not buf.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"no line from the child within {timeout}s (got {buf!r})")
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode().strip()
+
+
+def _holder(db: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    line = _read_line(proc, CHILD_TIMEOUT)
+    if line != "locked":
+        proc.kill()
+        _, err = proc.communicate(timeout=CHILD_TIMEOUT)
+        raise AssertionError(f"the child did not open the store: {line!r}\n{err.decode()}")
+    return proc
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(CHILD_TIMEOUT)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def test_sqlite_second_store_on_one_file_is_refused(db: Path) -> None:
+    store = SqliteLogStore(db)
+    store.append(ents(1, 3))
+    store.flush()
+    store.append(ents(4, 5))  # an open transaction the refused store must not disturb
+    with pytest.raises(StoreLockedError, match="in use") as info:
+        SqliteLogStore(db)
+    assert isinstance(info.value, SqliteStoreError)
+    assert info.value.path == str(db) and str(db) in str(info.value)
+    assert info.value.lock_path == lock_path(db) == f"{db}.lock"
+    store.flush()  # the first store is unaffected
+    assert len(store.load().entries) == 5
+    # A plain sqlite3 connection (inspection, backup) does not take the lock.
+    reader = sqlite3.connect(db)
+    try:
+        assert reader.execute("SELECT count(*) FROM log").fetchone() == (5,)
+    finally:
+        reader.close()
+    store.close()
+    with SqliteLogStore(db) as again:  # the lock went with close()
+        assert len(again.load().entries) == 5
+        with pytest.raises(StoreLockedError):
+            SqliteLogStore(db, synchronous="normal")
+    with SqliteLogStore(db) as again:
+        assert len(again.load().entries) == 5
+
+
+def test_sqlite_refused_open_of_a_foreign_file_releases_the_lock(db: Path) -> None:
+    db.write_bytes(b"certainly not sqlite\n" * 100)
+    with pytest.raises(StoreFormatError):
+        SqliteLogStore(db)
+    db.unlink()
+    SqliteLogStore(db).close()  # the failed open did not keep the lock
+
+
+def test_sqlite_store_dropped_without_close_releases_the_lock(db: Path) -> None:
+    store = SqliteLogStore(db)
+    del store
+    SqliteLogStore(db).close()
+
+
+def test_sqlite_store_held_by_another_process_is_refused(db: Path) -> None:
+    SqliteLogStore(db).close()  # create it, so the child only opens it
+    proc = _holder(db)
+    try:
+        with pytest.raises(StoreLockedError, match=re.escape(str(db))):
+            SqliteLogStore(db)
+        assert proc.stdin is not None
+        proc.stdin.close()  # the child closes its store and exits
+        assert _read_line(proc, CHILD_TIMEOUT) == "closed"
+        assert proc.wait(CHILD_TIMEOUT) == 0
+        with SqliteLogStore(db) as store:
+            assert store.load() == RecoveredState()
+    finally:
+        _reap(proc)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sqlite_lock_of_a_killed_process_is_released(db: Path) -> None:
+    proc = _holder(db)
+    try:
+        with pytest.raises(StoreLockedError):
+            SqliteLogStore(db)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(CHILD_TIMEOUT) == -signal.SIGKILL
+        with SqliteLogStore(db) as store:  # the kernel dropped the dead process's lock
+            assert store.load() == RecoveredState()
+    finally:
+        _reap(proc)

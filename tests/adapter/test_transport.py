@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import trio
 
+from adapters.log import NodeLogger
 from adapters.transport.asyncio_tcp import AsyncioTcpTransport
 from adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
@@ -871,6 +872,205 @@ def test_tcp_restart_same_object(env: Env) -> None:
         await env.send_until(a, 2, lambda i: append(10 + i), lambda: len(inb.got) >= 2)
 
     env.run(scenario)
+
+
+# =========================================================================== misbehaving peers
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("closed")
+        data += chunk
+    return data
+
+
+class FakePeer:
+    """A listener in a thread that plays node 2: it reads each dialler's Hello and
+    answers it, then either closes at once (``close_after_hello``) or keeps the
+    connection open and never reads again. Counts the dials."""
+
+    def __init__(self, *, close_after_hello: bool, rcvbuf: int | None = None) -> None:
+        self.close_after_hello = close_after_hello
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # inherited by accepted sockets: a small window
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.02)
+        self.address = format_address(*self.sock.getsockname()[:2])
+        self.dials = 0
+        self.handshakes = 0
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.dials += 1
+            conn.settimeout(WAIT)
+            try:
+                (n,) = struct.unpack(">I", _recv_exact(conn, 4))
+                _recv_exact(conn, n)  # the dialler's Hello
+                conn.sendall(hello_frame(node=2))
+                self.handshakes += 1
+            except (OSError, EOFError):
+                conn.close()
+                continue
+            if self.close_after_hello:
+                conn.close()
+            else:
+                self.held.append(conn)  # open, and never read again
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@envs
+def test_tcp_peer_that_closes_after_the_handshake_is_redialled_with_backoff(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "raftcore.transport")
+
+    async def scenario(env: Env) -> None:
+        fake = FakePeer(close_after_hello=True)
+        try:
+            a = env.make(1, {2: fake.address}, backoff=(0.05, 0.5))
+            await env.start(a, Inbox())
+            # Raft sends all the time; each send used to trigger a new dial.
+            until = time.monotonic() + 1.0
+            sends = 0
+            while time.monotonic() < until:
+                a.send(2, append(1))
+                sends += 1
+                await env.sleep(0.005)
+            dials = fake.dials
+            assert a.stats()["connects"] >= 2  # the handshakes did succeed
+            # Back-off 25-50 ms, doubling to 0.5 s: at most ~7 dials in the second.
+            assert 2 <= dials <= 12, (dials, sends)
+            assert a.stats()["disconnects"] >= 1
+        finally:
+            fake.close()
+        loud = [
+            r for r in caplog.records if r.levelno >= logging.INFO and "node 2" in r.getMessage()
+        ]
+        assert len(loud) <= 3, [r.getMessage() for r in loud]  # one per episode, not per dial
+
+    env.run(scenario)
+
+
+@envs
+def test_tcp_stable_connection_resets_the_backoff(env: Env) -> None:
+    async def scenario(env: Env) -> None:
+        a, _, b, inb = await env.pair(backoff=(5.0, 10.0), stable_after=0.0)
+        a.send(2, append(1))
+        await env.wait_until(lambda: inb.seqs(1) == [1])
+        address = b.listen_address
+        await env.stop(b)
+        await env.wait_until(lambda: a.stats()["disconnects"] == 1)
+        b2, inb2 = env.make(2, {1: a.listen_address}, listen=address), Inbox()
+        await env.start(b2, inb2)
+        # Up long enough (stable_after=0): redialled at once, not after 5 s of back-off.
+        await env.send_until(a, 2, lambda i: append(100 + i), lambda: bool(inb2.got))
+        assert a.stats()["connects"] == 2 and a.stats()["connect_failures"] == 0
+
+    env.run(scenario)
+
+
+@envs
+def test_tcp_write_timeout_cuts_off_a_peer_that_stops_reading(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "raftcore.transport")
+
+    async def scenario(env: Env) -> None:
+        deaf = FakePeer(close_after_hello=False, rcvbuf=4096)
+        try:
+            a = env.make(1, {2: deaf.address}, write_timeout=0.3, backoff=(0.05, 0.1))
+            await env.start(a, Inbox())
+            big = b"x" * (1024 * 1024)
+            # Far more than the socket buffers hold: the sender blocks in its write.
+            for i in range(1, 25):
+                a.send(2, append(i, big))
+            await env.wait_until(lambda: a.stats()["write_timeouts"] == 1)
+            s = a.stats()
+            assert deaf.handshakes == 1
+            assert s["dropped_disconnected"] >= 1 and s["frames_dropped"] >= 1
+            assert s["frames_sent"] + s["frames_dropped"] == 24 and s["queued"] == 0
+            records = [r for r in caplog.records if "no write progress" in r.getMessage()]
+            assert records and records[0].levelno == logging.WARNING
+            assert "dropped" in records[0].getMessage()
+            # The connection was closed, and the next message dials again (after back-off).
+            a.send(2, append(25))
+            await env.wait_until(lambda: deaf.handshakes == 2 and a.stats()["connects"] == 2)
+        finally:
+            deaf.close()
+
+    env.run(scenario)
+
+
+@envs
+def test_tcp_pending_handshakes_are_capped(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "raftcore.transport")
+
+    async def scenario(env: Env) -> None:
+        b = env.make(2, {1: "127.0.0.1:9"}, max_pending_handshakes=2, handshake_timeout=WAIT)
+        inb = Inbox()
+        await env.start(b, inb)
+        silent = [socket.create_connection(parse_address(b.listen_address)) for _ in range(2)]
+        try:
+            await env.wait_until(lambda: b.stats()["handshakes_pending"] == 2)
+            for _ in range(2):  # over the limit: closed at once, not after handshake_timeout
+                ended, got = await env.to_thread(raw_client, b.listen_address, b"")
+                assert ended in ("closed", "ConnectionResetError") and got == b""
+            assert b.stats()["handshake_overflow"] == 2
+            assert b.stats()["handshakes_pending"] == 2 and b.stats()["rejects"] == 0
+            warnings = [r for r in caplog.records if "too-many-handshakes" in r.getMessage()]
+            assert [r.levelno for r in warnings] == [logging.WARNING, logging.DEBUG]
+        finally:
+            for sock in silent:
+                sock.close()
+        await env.wait_until(lambda: b.stats()["handshakes_pending"] == 0)
+        a = env.make(1, {2: b.listen_address})
+        await env.start(a, Inbox())
+        a.send(2, append(1))
+        await env.wait_until(lambda: inb.seqs(1) == [1])
+
+    env.run(scenario)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"write_timeout": 0},
+        {"max_pending_handshakes": 0},
+        {"max_pending_handshakes": 1.5},
+        {"stable_after": -1},
+    ],
+)
+def test_tcp_new_options_are_validated(bad: dict[str, Any]) -> None:
+    for env in ENVS:
+        with pytest.raises(ConfigError):
+            env.make(1, **bad)
+
+
+def test_transport_logs_through_the_shared_node_logger() -> None:
+    t = AsyncioTcpTransport(3, CLUSTER, "127.0.0.1:0", {})
+    assert isinstance(t.log, NodeLogger)
+    assert t.log.logger.name == "raftcore.transport" and t.log.extra == {"node_id": 3}
 
 
 # =========================================================================== TLS
