@@ -222,11 +222,6 @@ class Driver:
         deadline = self.engine.next_deadline
         if deadline is not None and deadline <= now:
             self.handle(Wakeup(), now)
-        m = self.engine.membership
-        if m is not self._membership_seen:
-            self._membership_seen = m
-            if m is not None and self.on_membership is not None:
-                self.on_membership(m)
         if self.watchers:
             self._check_watchers()
 
@@ -283,7 +278,14 @@ class Driver:
         self.fail_all(NodeStopped(reason))
 
     def _handle(self, event: Event, now: float) -> None:
-        for cmd in self.engine.handle(event, now):
+        commands = self.engine.handle(event, now)
+        m = self.engine.membership
+        if m is not self._membership_seen:
+            # Before the sends: the first message to a new member needs its address.
+            self._membership_seen = m
+            if m is not None and self.on_membership is not None:
+                self.on_membership(m)
+        for cmd in commands:
             if isinstance(cmd, Send):
                 self._send(cmd.to, cmd.message)
             elif isinstance(cmd, StorageCommand):

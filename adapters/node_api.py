@@ -31,6 +31,7 @@ class Transport(Protocol):
     """What the runtimes use of any transport (see ``adapters.transport``)."""
 
     def send(self, to: NodeId, msg: Message) -> None: ...
+    def check_address(self, address: Any) -> None: ...
     def set_peer(self, node_id: NodeId, address: Any) -> None: ...
     def remove_peer(self, node_id: NodeId) -> None: ...
     def stats(self) -> dict[str, Any]: ...
@@ -105,6 +106,11 @@ class NodeApi:
         ``retain`` keeps removed voters as learners; ``expected`` makes the
         change conditional on the current membership's log id.
         """
+        # Node info is the peer's address: one the transport cannot dial would
+        # reach every node's log. Refuse it here (ConfigError), before that.
+        for _, info in getattr(change, "nodes", ()):
+            if info is not None:
+                self.transport.check_address(info)
         d = self._live()
         (result,) = await self._requests(
             [lambda r: d.submit_change(change, retain, expected, r)], timeout
@@ -171,8 +177,12 @@ class NodeApi:
         """Keep the transport's peers in step with the effective membership."""
         peers = peers_of(m, self.node_id)
         for n, address in peers.items():
-            if address is not None:
+            if address is None:
+                continue
+            try:
                 self.transport.set_peer(n, address)
+            except Exception as e:  # e.g. written by another client: skip that peer only
+                self.log.warning("cannot reach node %s at %r: %s", n, address, e)
         for n in self._members - peers.keys():
             self.transport.remove_peer(n)
         self._members = frozenset(peers)

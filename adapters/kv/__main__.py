@@ -1,8 +1,12 @@
 """The KV service's command line: ``python -m adapters.kv COMMAND ...``.
 
-    serve   run one node (Raft + HTTP) until SIGTERM/SIGINT
-    put     set a key            get     read a key (from the leader)
-    delete  remove a key         status  every node's role, term, log and commit
+    serve        run one node (Raft + HTTP) until SIGTERM/SIGINT
+    put          set a key            get     read a key (from the leader)
+    delete       remove a key         status  every node's role, term, log, commit;
+                                              the voters, learners, joint or not
+    add-node     add a node as a learner (waits until it caught up)
+    promote      make learners voters
+    remove-node  remove a node (as a voter; with --retain it stays a learner)
 
 See docs/kv-service.md.
 """
@@ -50,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
     serve.add_argument("--http", help="HTTP listen address (default: from --cluster)")
     serve.add_argument(
+        "--raft",
+        metavar="HOST:PORT",
+        help="this node's Raft address, if --cluster does not list it (a node joining)",
+    )
+    serve.add_argument(
         "--init", action="store_true", help="form the cluster if this node's store is fresh"
     )
     serve.add_argument("--cluster-id", default="raftcore-kv", help="checked in the handshake")
@@ -83,7 +92,53 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    add = sub.add_parser(
+        "add-node", help="add a node as a learner; by default wait until it caught up"
+    )
+    add.add_argument("node_id", type=_node_id, metavar="ID")
+    add.add_argument("raft", type=_address, metavar="RAFT_ADDR", help="its Raft HOST:PORT")
+    add.add_argument("--http", type=_address, help="its HTTP HOST:PORT (default: Raft port + 1000)")
+    add.add_argument(
+        "--max-lag", type=int, default=0, help="caught up: within this many entries (default 0)"
+    )
+    add.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the leader waits for it to catch up (default 30)",
+    )
+    add.add_argument("--no-wait", action="store_true", help="do not wait for it to catch up")
+    promote = sub.add_parser("promote", help="make learners voters (through a joint config)")
+    promote.add_argument("node_ids", type=_node_id, nargs="+", metavar="ID")
+    remove = sub.add_parser(
+        "remove-node", help="remove a node from the voters and (unless --retain) the cluster"
+    )
+    remove.add_argument("node_id", type=_node_id, metavar="ID")
+    remove.add_argument("--retain", action="store_true", help="keep it as a learner")
+    for p in (add, promote, remove):
+        p.add_argument("--cluster", type=_cluster, required=True, help=cluster_help)
+        p.add_argument(
+            "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
+        )
+        p.add_argument("--json", action="store_true", help="print the raw JSON answer")
     return parser
+
+
+def _node_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive node id, got {text!r}")
+    return int(text)
+
+
+def _address(text: str) -> str:
+    from adapters.kv.http import check_address
+
+    try:
+        return check_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -106,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         cluster_id=args.cluster_id,
         config=config,
         write_timeout=args.write_timeout,
+        raft=args.raft,
     )
     return serve(opts)
 
@@ -114,27 +170,124 @@ def _fmt_log_id(lid: dict[str, int]) -> str:
     return f"{lid['term']}-{lid['node_id']}-{lid['index']}"
 
 
+def _ids(ids: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in ids) or "-"
+
+
+def membership_summary(m: dict[str, Any]) -> str:
+    """``voters 1, 2, 3  learners 4  (uniform)``; a joint one shows both configs."""
+    if m["joint"]:
+        voters = " + ".join("{" + _ids(c) + "}" for c in m["voters"])
+        kind = "JOINT: a change is under way, quorums of both configs needed"
+    else:
+        voters = _ids(m["voter_ids"])
+        kind = "uniform"
+    return f"voters {voters}  learners {_ids(m['learners'])}  ({kind})"
+
+
+def membership_text(m: dict[str, Any] | None) -> str:
+    """A membership (as ``/status`` and ``/cluster`` give it) as a few lines."""
+    if m is None:
+        return "no membership (the node is not part of a cluster yet)"
+    lines = [membership_summary(m)]
+    voters = set(m["voter_ids"])
+    for n, raft in m["nodes"].items():
+        kind = "voter" if int(n) in voters else "learner"
+        http = m.get("http", {}).get(n) or "?"
+        lines.append(f"  {n:>4} {kind:<8} raft {raft:<21} http {http}")
+    return "\n".join(lines)
+
+
 def status_table(statuses: dict[str, Any]) -> str:
     lines = [
         f"{'node':>4} {'http':<21} {'role':<13} {'leader':>6} {'term':>5} "
-        f"{'last log':>12} {'committed':>12} {'applied':>12} {'keys':>6}"
+        f"{'last log':>12} {'committed':>12} {'applied':>12} {'keys':>6}  member"
     ]
+    up = [s for s in statuses.values() if isinstance(s, dict)]
+    view = next((s for s in up if s["role"] == "leader"), None) or next(
+        (s for s in up if s.get("membership")), None
+    )
+    membership = view.get("membership") if view else None
     for addr, s in statuses.items():
         if not isinstance(s, dict):
             lines.append(f"{'?':>4} {addr:<21} {s}")
             continue
+        member = "-"
+        if membership is not None:
+            if s["node_id"] in membership["voter_ids"]:
+                member = "voter"
+            elif s["node_id"] in membership["learners"]:
+                member = "learner"
         lines.append(
             f"{s['node_id']:>4} {addr:<21} {s['role']:<13} {s['leader_id'] or '-'!s:>6} "
             f"{s['term']:>5} {_fmt_log_id(s['last_log']):>12} "
             f"{_fmt_log_id(s['committed']):>12} {_fmt_log_id(s['applied']):>12} {s['keys']:>6}"
+            f"  {member}"
         )
+    if view is not None and membership is not None:
+        whose = "the leader" if view["role"] == "leader" else f"node {view['node_id']} (no leader)"
+        lines.append(f"membership ({whose}): {membership_summary(membership)}")
     return "\n".join(lines)
+
+
+def change_text(command: str, args: argparse.Namespace, answer: dict[str, Any]) -> str:
+    """What a membership command did, and the membership it left."""
+    if command == "add-node":
+        what = f"node {args.node_id} is a learner"
+        if answer.get("caught_up") and answer.get("matched"):
+            what += (
+                f", caught up (its log matches the leader's at {_fmt_log_id(answer['matched'])})"
+            )
+    elif command == "promote":
+        what = f"{'nodes' if len(args.node_ids) > 1 else 'node'} {_ids(args.node_ids)}: voter"
+    else:
+        what = f"node {args.node_id} removed" + (
+            " as a voter, kept as a learner" if args.retain else ""
+        )
+    if not answer.get("changed"):
+        what += " (no change: " + str(answer.get("detail") or "already so") + ")"
+    at = f" at {_fmt_log_id(answer['log_id'])}" if answer.get("log_id") else ""
+    return f"{what}\nmembership{at}: {membership_text(answer['membership'])}"
+
+
+async def _statuses(client: KvClient, timeout: float) -> dict[str, Any]:
+    """Every node's status: the spec's nodes, then members the spec does not list."""
+    statuses: dict[str, Any] = await client.statuses(timeout=timeout)
+    for s in list(statuses.values()):
+        if isinstance(s, dict) and s["role"] == "leader" and s.get("membership"):
+            missing = [a for a in s["membership"]["http"].values() if a and a not in statuses]
+            if missing:
+                client.add_addresses(missing)
+                statuses = await client.statuses(timeout=timeout)
+            break
+    return statuses
 
 
 async def _client(args: argparse.Namespace) -> int:
     async with KvClient.for_cluster(args.cluster, deadline=args.timeout) as client:
+        if args.command in ("add-node", "promote", "remove-node"):
+            if args.command == "add-node":
+                answer = await client.add_learner(
+                    args.node_id,
+                    args.raft,
+                    args.http,
+                    blocking=not args.no_wait,
+                    max_lag=args.max_lag,
+                    timeout=args.catch_up_timeout,
+                    deadline=max(args.timeout, args.catch_up_timeout + 5.0),
+                )
+            elif args.command == "promote":
+                answer = await client.promote(args.node_ids)
+            else:
+                answer = await client.remove_node(args.node_id, retain=args.retain)
+            print(
+                json.dumps(answer, indent=2)
+                if args.json
+                else change_text(args.command, args, answer)
+            )
+            return EXIT_OK
         if args.command == "status":
-            statuses = await client.statuses(timeout=min(args.timeout, 3.0))
+            statuses = await _statuses(client, min(args.timeout, 3.0))
             if args.json:
                 print(json.dumps(statuses, indent=2))
             else:

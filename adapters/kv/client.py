@@ -8,6 +8,13 @@ skipped for the next one after a back-off (20 ms, doubling up to 0.5 s), until
 the request's deadline. Errors that retrying cannot fix (400, 413) are raised
 at once.
 
+Membership requests (``add_learner``, ``promote``, ``remove_voter``,
+``forget_node``, ``remove_node``) go to the leader the same way; they are also
+retried while another change is in progress (``409
+membership_change_in_progress``) and after an unknown outcome, which is safe
+because the server answers a change whose goal already holds with ``200
+"changed": false``.
+
 Writes are retried after an unknown outcome (a timeout, a lost leadership, a
 connection dropped after the request was sent): ``put`` and ``delete`` are
 idempotent on the map's contents, but the ``previous`` value a retried write
@@ -22,6 +29,7 @@ defaults to the same host with the port + 1000.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -33,7 +41,9 @@ from adapters.kv.http import (
     ClientConnection,
     HttpError,
     Response,
+    join_hostport,
     key_path,
+    split_hostport,
 )
 
 HTTP_PORT_OFFSET = 1000
@@ -47,18 +57,6 @@ class NodeAddress:
     node_id: int
     raft: str
     http: str
-
-
-def split_hostport(addr: str) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6]:port"``) to ``(host, port)``; ``ValueError`` if malformed."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {addr!r}")
-    return host.strip("[]"), int(port)
-
-
-def join_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def default_http(raft: str) -> str:
@@ -213,6 +211,12 @@ _RETRY = frozenset(
 )
 
 
+#: Membership requests also wait out another change in progress.
+_RETRY_CHANGE = _RETRY | {"membership_change_in_progress"}
+#: Adding a learner that did not catch up in time is not repeated (it would wait again).
+_RETRY_ADD = _RETRY_CHANGE - {"timeout"}
+
+
 #: The wait after an attempt that found no leader or no node, doubling up to the maximum.
 _FIRST_BACKOFF = 0.02
 _MAX_BACKOFF = 0.5
@@ -273,6 +277,96 @@ class KvClient:
         value: str = body["value"]
         return value
 
+    def add_addresses(self, addrs: Iterable[str]) -> None:
+        """Also try these HTTP addresses (e.g. of nodes added to the cluster)."""
+        for addr in addrs:
+            if addr not in self.addrs:
+                self.addrs.append(addr)
+
+    def remove_addresses(self, addrs: Iterable[str]) -> None:
+        """Stop trying these HTTP addresses (e.g. of nodes removed from the cluster)."""
+        gone = set(addrs)
+        kept = [a for a in self.addrs if a not in gone]
+        if not kept:
+            raise ValueError("KvClient needs at least one address")
+        self.addrs = kept
+        if self.leader_http in gone:
+            self.leader_http = None
+
+    # -- membership --------------------------------------------------------------------
+
+    async def cluster(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """``GET /cluster`` from the leader: its membership (``voters``,
+        ``learners``, ``joint``, ``nodes``, ``http``) and leader."""
+        return await self._call("GET", "/cluster", b"", deadline, leader_only=True)
+
+    async def add_learner(
+        self,
+        node_id: int,
+        raft: str,
+        http: str | None = None,
+        *,
+        blocking: bool = True,
+        max_lag: int = 0,
+        timeout: float = 30.0,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Add a learner at ``raft`` (HTTP at ``http``, default Raft port + 1000);
+        with ``blocking`` the leader answers once its log is within ``max_lag``
+        entries of the leader's, or after ``timeout`` seconds (``KvError`` 503
+        ``timeout``, with ``added``). Returns the answer (``membership``, ...)."""
+        body: dict[str, Any] = {"id": node_id, "raft": raft}
+        if http is not None:
+            body["http"] = http
+        body.update(blocking=blocking, max_lag=max_lag, timeout=timeout)
+        return await self._call(
+            "POST",
+            "/cluster/learners",
+            json.dumps(body).encode(),
+            deadline if deadline is not None else max(self.deadline, timeout + 5.0),
+            retry=_RETRY_ADD,
+            request_timeout=timeout + 5.0,
+        )
+
+    async def promote(self, ids: Iterable[int], *, deadline: float | None = None) -> dict[str, Any]:
+        """Make these learners voters (through a joint config); the answer."""
+        body = json.dumps({"ids": sorted(set(ids))}).encode()
+        return await self._change("POST", "/cluster/voters", body, deadline)
+
+    async def remove_voter(
+        self, node_id: int, *, retain: bool = False, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Stop ``node_id`` voting (``retain``: it stays as a learner); the answer."""
+        target = f"/cluster/voters/{node_id}" + ("?retain=1" if retain else "")
+        return await self._change("DELETE", target, b"", deadline)
+
+    async def forget_node(self, node_id: int, *, deadline: float | None = None) -> dict[str, Any]:
+        """Remove a non-voting member from the membership; the answer."""
+        return await self._change("DELETE", f"/cluster/nodes/{node_id}", b"", deadline)
+
+    async def remove_node(
+        self, node_id: int, *, retain: bool = False, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Remove ``node_id`` as a voter and, unless ``retain``, as a member: the last answer."""
+        answer = await self.remove_voter(node_id, retain=retain, deadline=deadline)
+        if retain or str(node_id) not in answer["membership"]["nodes"]:
+            return answer
+        forgot = await self.forget_node(node_id, deadline=deadline)
+        forgot["changed"] = bool(answer["changed"] or forgot["changed"])
+        return forgot
+
+    async def _change(
+        self, method: str, target: str, body: bytes, deadline: float | None
+    ) -> dict[str, Any]:
+        return await self._call(
+            method,
+            target,
+            body,
+            deadline,
+            retry=_RETRY_CHANGE,
+            request_timeout=max(self.request_timeout, 15.0),
+        )
+
     async def status(self, addr: str, *, timeout: float | None = None) -> dict[str, Any]:
         """One node's ``/status``, no retries (``OSError``/``HttpError``/``TimeoutError``)."""
         response = await self.pool.request(
@@ -303,8 +397,12 @@ class KvClient:
         deadline: float | None,
         *,
         not_found_ok: bool = False,
+        retry: frozenset[str] = _RETRY,
+        request_timeout: float | None = None,
+        leader_only: bool = False,
     ) -> dict[str, Any]:
         end = time.monotonic() + (deadline if deadline is not None else self.deadline)
+        per_request = request_timeout if request_timeout is not None else self.request_timeout
         order = list(self.addrs)
         next_addr: str | None = self.leader_http
         turn = 0
@@ -320,7 +418,7 @@ class KvClient:
                 raise KvUnavailable(f"{method} {target}: gave up: {last_problem}")
             try:
                 response = await self.pool.request(
-                    addr, method, target, body, timeout=min(self.request_timeout, remaining)
+                    addr, method, target, body, timeout=min(per_request, remaining)
                 )
                 answer = response.json_body()
             except (OSError, HttpError, TimeoutError) as e:
@@ -336,6 +434,10 @@ class KvClient:
             if not isinstance(answer, dict):
                 raise KvError(f"{addr}: not a JSON object: {answer!r}", response.status, answer)
             status = response.status
+            if leader_only and status == 200 and answer.get("role") != "leader":
+                # A follower's own view: ask the leader it names instead.
+                answer = {"error": "not_leader", "leader_http": answer.get("leader_http")}
+                status = 307
             if status == 200 or (
                 status == 404 and not_found_ok and answer.get("error") == "not_found"
             ):
@@ -343,7 +445,10 @@ class KvClient:
                 return answer
             error = answer.get("error")
             last_problem = f"{addr}: {status} {error}"
-            if error not in _RETRY:
+            detail = answer.get("reason") or answer.get("detail")
+            if detail:
+                last_problem += f" ({detail})"
+            if error not in retry:
                 raise KvError(f"{method} {target}: {status} {answer}", status, answer)
             self.retries += 1
             hint = answer.get("leader_http")

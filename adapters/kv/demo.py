@@ -1,4 +1,5 @@
-"""``make demo``: a real 3-process KV cluster survives its leader being SIGKILLed.
+"""``make demo``: a real 3-process KV cluster survives its leader being SIGKILLed,
+then replaces one of its nodes while it runs.
 
     python -m adapters.kv.demo [--runtime asyncio|trio] [--keys N] [--concurrency C]
 
@@ -8,8 +9,13 @@ storage in a fresh temporary directory; wait for a leader; write N keys (C at
 a time) and record every acknowledged write; SIGKILL the leader; wait for a
 new one; read every acknowledged key back from it; write a few more keys with
 one node down; restart the killed node on its data directory and wait until
-it has applied everything the leader committed; stop all nodes with SIGTERM.
-Every wait has a deadline; nothing sleeps a fixed time.
+it has applied everything the leader committed. Then replace a node: start a
+new node 4 on a fresh data directory, add it as a learner and wait until it
+caught up, promote it to voter, remove one of the original followers as a
+voter (kept as a learner), forget it, stop its process, check that every live
+node shows the same final membership, write more keys and read every
+acknowledged key back. Finally stop all nodes with SIGTERM. Every wait has a
+deadline; nothing sleeps a fixed time.
 
 Exit status 0 only if every check held. On failure it names the check and
 prints the tail of each node's log. ``LocalCluster`` is reused by the
@@ -31,7 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 import attrs
@@ -41,9 +47,9 @@ from adapters.kv.client import (
     KvError,
     NodeAddress,
     format_cluster,
-    join_hostport,
     wait_for_leader,
 )
+from adapters.kv.http import HttpError, join_hostport
 
 HOST = "127.0.0.1"
 
@@ -181,6 +187,27 @@ class LocalCluster:
         )
         node.starts += 1
 
+    def add_node(self, node_id: int | None = None) -> NodeProcess:
+        """A new node (not started) on fresh ports and a fresh data directory.
+
+        It joins the cluster spec that ``start`` gives every node from now on;
+        the running nodes learn of it only once it is added to the membership.
+        """
+        if node_id is None:
+            node_id = max(self.nodes) + 1
+        if node_id in self.nodes:
+            raise ValueError(f"node {node_id} exists")
+        raft, http = free_ports(2)
+        node = NodeProcess(
+            node_id,
+            NodeAddress(node_id, join_hostport(HOST, raft), join_hostport(HOST, http)),
+            os.path.join(self.root, f"node-{node_id}"),
+            os.path.join(self.root, f"node-{node_id}.log"),
+        )
+        self.nodes[node_id] = node
+        self.spec = format_cluster(n.address for n in self.nodes.values())
+        return node
+
     def start_all(self) -> None:
         """Start every node; the first one forms the cluster (``--init``)."""
         for i in self.nodes:
@@ -316,6 +343,212 @@ async def wait_caught_up(
     raise CheckFailed("restarted node catches up", f"node {node.node_id} after {timeout}s: {last}")
 
 
+def describe(membership: dict[str, Any] | None) -> str:
+    """``voters 1, 3, 4  learners 2  (uniform)`` for a membership from ``/status``."""
+    if membership is None:
+        return "no membership"
+
+    def ids(xs: Iterable[int]) -> str:
+        return ", ".join(str(x) for x in xs) or "-"
+
+    if membership["joint"]:
+        voters = " + ".join("{" + ids(c) + "}" for c in membership["voters"])
+    else:
+        voters = ids(membership["voter_ids"])
+    kind = "joint" if membership["joint"] else "uniform"
+    return f"voters {voters}  learners {ids(membership['learners'])}  ({kind})"
+
+
+async def wait_status(
+    client: KvClient,
+    addr: str,
+    condition: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float,
+    check: str,
+) -> dict[str, Any]:
+    """Poll one node's ``/status`` until ``condition`` holds; ``CheckFailed`` at the deadline."""
+    end = time.monotonic() + timeout
+    last: Any = "no answer"
+    while time.monotonic() < end:
+        try:
+            last = await client.status(addr, timeout=1.0)
+        except (OSError, HttpError, TimeoutError) as e:
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if condition(last):
+                status: dict[str, Any] = last
+                return status
+        await asyncio.sleep(0.05)
+    raise CheckFailed(check, f"{addr} after {timeout}s: {last}")
+
+
+async def wait_same_membership(
+    client: KvClient, addrs: Sequence[str], voters: set[int], *, timeout: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wait until every node at ``addrs`` has the uniform membership with
+    exactly ``voters`` and no learners, and all follow one leader among them.
+
+    Returns the leader's status and every node's; ``CheckFailed`` at the deadline.
+    """
+    end = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+
+    async def one(addr: str) -> dict[str, Any] | str:
+        try:
+            return await client.status(addr, timeout=1.0)
+        except (OSError, HttpError, TimeoutError) as e:
+            return f"unreachable: {type(e).__name__}: {e}"
+
+    while time.monotonic() < end:
+        found = await asyncio.gather(*(one(a) for a in addrs))
+        ok = [s for s in found if isinstance(s, dict)]
+        last = {
+            a: describe(s["membership"]) if isinstance(s, dict) else s
+            for a, s in zip(addrs, found, strict=True)
+        }
+        leaders = [s for s in ok if s["role"] == "leader"]
+        if len(ok) == len(addrs) and len(leaders) == 1:
+            leader = leaders[0]
+            if all(
+                s["membership"] is not None
+                and not s["membership"]["joint"]
+                and set(s["membership"]["voter_ids"]) == voters
+                and not s["membership"]["learners"]
+                and s["leader_id"] == leader["node_id"]
+                for s in ok
+            ):
+                return leader, ok
+        await asyncio.sleep(0.05)
+    raise CheckFailed("every live node has the final membership", f"after {timeout}s: {last}")
+
+
+async def replace_node(
+    cluster: LocalCluster,
+    client: KvClient,
+    acked: dict[str, str],
+    *,
+    token: str,
+    concurrency: int,
+    say: Narrator,
+) -> None:
+    """Replace one of the original followers with a new node, while the cluster runs."""
+    leader = await wait_for_leader(client, timeout=20.0)
+    new = cluster.add_node()
+    nid, addr = new.node_id, new.address
+    cluster.start(nid)
+    say.step(
+        f"started node {nid} as a new process on a fresh data directory: "
+        f"raft {addr.raft} http {addr.http} (no --init)"
+    )
+    await wait_status(
+        client,
+        addr.http,
+        lambda s: s["membership"] is None,
+        timeout=20.0,
+        check=f"node {nid} starts and waits to be added",
+    )
+    say.step(f"node {nid} is up and waits to be added: no membership yet")
+
+    t = time.monotonic()
+    try:
+        answer = await client.add_learner(nid, addr.raft, addr.http, timeout=30.0)
+    except KvError as e:
+        raise CheckFailed(f"node {nid} is added as a learner", str(e)) from None
+    m = answer["membership"]
+    if nid not in m["learners"] or not answer.get("caught_up"):
+        raise CheckFailed(f"node {nid} is added as a learner", f"answer {answer}")
+    say.step(
+        f"added node {nid} as a learner in {time.monotonic() - t:.2f}s (the leader answered once "
+        f"its log matched, at {answer['matched']['index']}): {describe(m)}"
+    )
+    client.add_addresses([addr.http])
+    applied, committed, lead = await wait_caught_up(client, addr, timeout=30.0)
+    say.step(
+        f"node {nid} caught up: applied index {applied} >= leader {lead['node_id']}'s "
+        f"committed index {committed}, {lead['keys']} keys"
+    )
+
+    t = time.monotonic()
+    try:
+        answer = await client.promote([nid])
+    except KvError as e:
+        raise CheckFailed(f"node {nid} is promoted", str(e)) from None
+    m = answer["membership"]
+    if nid not in m["voter_ids"] or m["joint"]:
+        raise CheckFailed(f"node {nid} is promoted", f"membership {m}")
+    say.step(
+        f"promoted node {nid} to voter in {time.monotonic() - t:.2f}s (through a joint "
+        f"config; final membership at log index {answer['log_id']['index']}): {describe(m)}"
+    )
+
+    leader = await wait_for_leader(client, timeout=20.0)
+    originals = sorted(i for i in cluster.nodes if i != nid and cluster.nodes[i].running)
+    victim = next(i for i in originals if i != leader["node_id"])
+    try:
+        answer = await client.remove_voter(victim, retain=True)
+    except KvError as e:
+        raise CheckFailed(f"node {victim} is removed as a voter", str(e)) from None
+    m = answer["membership"]
+    if victim in m["voter_ids"] or victim not in m["learners"] or m["joint"]:
+        raise CheckFailed(f"node {victim} is removed as a voter", f"membership {m}")
+    say.step(f"removed follower node {victim} as a voter, kept as a learner: {describe(m)}")
+    try:
+        answer = await client.forget_node(victim)
+    except KvError as e:
+        raise CheckFailed(f"node {victim} is forgotten", str(e)) from None
+    m = answer["membership"]
+    if str(victim) in m["nodes"]:
+        raise CheckFailed(f"node {victim} is forgotten", f"membership {m}")
+    say.step(f"forgot node {victim}: {describe(m)}")
+
+    code = await asyncio.to_thread(cluster.kill, victim, signal.SIGTERM)
+    client.remove_addresses([cluster.nodes[victim].address.http])
+    say.step(f"stopped node {victim}'s process (SIGTERM): exit code {code}")
+    if code != 0:
+        raise CheckFailed(f"node {victim} shuts down cleanly", f"exit code {code}")
+
+    live = [i for i in sorted(cluster.nodes) if cluster.nodes[i].running]
+    voters = set(m["voter_ids"])
+    if set(live) != voters:
+        raise CheckFailed("the live nodes are the voters", f"live {live}, voters {sorted(voters)}")
+    lead, _ = await wait_same_membership(
+        client, [cluster.nodes[i].address.http for i in live], voters, timeout=20.0
+    )
+    say.step(
+        f"final membership, the same on nodes {', '.join(map(str, live))}: "
+        f"{describe(lead['membership'])}; leader {lead['node_id']} (term {lead['term']})"
+    )
+
+    more = [(f"member-{i:04d}", f"after-replace-{i}-{token}") for i in range(30)]
+    more_acked, more_failed = await write_keys(client, more, concurrency=concurrency)
+    say.step(f"wrote {len(more_acked)} more keys on the new membership")
+    if more_failed:
+        raise CheckFailed(
+            "writes succeed after the replacement",
+            f"{len(more_failed)} failed, e.g. {next(iter(more_failed.items()))}",
+        )
+    acked.update(more_acked)
+    wrong = await verify_keys(client, acked, concurrency=concurrency)
+    if wrong:
+        sample = list(wrong.items())[:3]
+        raise CheckFailed(
+            "every acknowledged write is readable after the replacement",
+            f"{len(wrong)} wrong: {sample}",
+        )
+    applied, committed, lead = await wait_caught_up(client, addr, timeout=30.0)
+    mine = await client.status(addr.http)
+    if mine["keys"] != lead["keys"]:
+        raise CheckFailed(
+            f"node {nid} holds the leader's map",
+            f"{mine['keys']} keys on node {nid}, {lead['keys']} on leader {lead['node_id']}",
+        )
+    say.step(
+        f"verified all {len(acked)} acknowledged keys on leader {lead['node_id']}; "
+        f"node {nid} applied up to index {applied} and holds the same {mine['keys']} keys"
+    )
+
+
 # -- the demo ------------------------------------------------------------------------------------
 
 
@@ -413,6 +646,8 @@ async def run_demo(cluster: LocalCluster, *, keys: int, concurrency: int, say: N
             )
         say.step(f"verified all {len(acked)} acknowledged keys again on leader {leader['node_id']}")
 
+        await replace_node(cluster, client, acked, token=token, concurrency=concurrency, say=say)
+
     codes = cluster.stop_all()
     say.step(
         "stopped all nodes with SIGTERM: exit codes "
@@ -426,7 +661,8 @@ async def run_demo(cluster: LocalCluster, *, keys: int, concurrency: int, say: N
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m adapters.kv.demo",
-        description="A 3-process KV cluster loses its leader; every acknowledged write survives.",
+        description="A 3-process KV cluster loses its leader, then replaces a node; "
+        "every acknowledged write survives.",
     )
     parser.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--keys", type=int, default=300, help="keys to write (default 300)")

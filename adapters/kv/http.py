@@ -17,7 +17,11 @@ implementation serves both runtimes and the tests feed it bytes directly:
 
 The API (see docs/kv-service.md): ``PUT /kv/<key>`` with the value as the raw
 UTF-8 request body, ``GET /kv/<key>``, ``DELETE /kv/<key>``, ``GET /status``.
-Keys are percent-decoded from the path. Every answer is a JSON object.
+Keys are percent-decoded from the path. Membership: ``GET /cluster``,
+``POST /cluster/learners`` (JSON ``{"id", "raft", "http"}``), ``POST
+/cluster/voters`` (JSON ``{"ids": [...]}``), ``DELETE /cluster/voters/<id>``
+(``?retain=1``) and ``DELETE /cluster/nodes/<id>``. Every answer is a JSON
+object.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import attrs
 import h11
 
 from adapters.kv.state_machine import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from raftcore.ids import LogId
 
 log = logging.getLogger("adapters.kv.http")
 
@@ -45,6 +50,18 @@ MAX_RESPONSE_BODY = 16 << 20
 MAX_HEADER = 16 * 1024
 
 Headers = tuple[tuple[str, str], ...]
+
+
+def split_hostport(addr: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) to ``(host, port)``; ``ValueError`` if malformed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def join_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Signal(enum.Enum):
@@ -318,9 +335,58 @@ class Status:
     pass
 
 
-Operation = Get | Put | Delete | Status
+@attrs.frozen
+class ClusterInfo:
+    """``GET /cluster``: this node's view of the membership."""
+
+
+@attrs.frozen
+class AddLearner:
+    """``POST /cluster/learners``: add a non-voting member, by default blocking
+    until its log is within ``max_lag`` entries of the leader's."""
+
+    node_id: int
+    raft: str
+    #: ``None``: the Raft port + 1000 (decided by the server).
+    http: str | None = None
+    blocking: bool = True
+    max_lag: int = 0
+    #: ``None``: the server's default.
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Promote:
+    """``POST /cluster/voters``: make these members (learners) voters."""
+
+    ids: tuple[int, ...]
+    expected: LogId | None = None
+
+
+@attrs.frozen
+class RemoveVoter:
+    """``DELETE /cluster/voters/<id>``: stop a voter voting (``retain``: keep it as a learner)."""
+
+    node_id: int
+    retain: bool = False
+    expected: LogId | None = None
+
+
+@attrs.frozen
+class ForgetNode:
+    """``DELETE /cluster/nodes/<id>``: forget a member that is not a voter."""
+
+    node_id: int
+    expected: LogId | None = None
+
+
+MembershipOp = AddLearner | Promote | RemoveVoter | ForgetNode
+Operation = Get | Put | Delete | Status | ClusterInfo | MembershipOp
 
 KV_PREFIX = "/kv/"
+CLUSTER_PREFIX = "/cluster"
+#: The longest a membership request may ask the server to wait (seconds).
+MAX_CHANGE_TIMEOUT = 600.0
 
 
 def key_path(key: str) -> str:
@@ -335,6 +401,8 @@ def route(request: Request) -> Operation | Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
         return Status()
+    if path == CLUSTER_PREFIX or path.startswith(CLUSTER_PREFIX + "/"):
+        return _cluster_route(request)
     if not path.startswith(KV_PREFIX):
         return error_response(404, "no_such_route", detail=f"no route for {path!r}")
     try:
@@ -360,6 +428,163 @@ def route(request: Request) -> Operation | Response:
 
 def _method_not_allowed(allow: str) -> Response:
     return error_response(405, "method_not_allowed", (("allow", allow),), allow=allow)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def check_address(addr: Any, what: str = "address") -> str:
+    """``addr`` if it is a plain ``HOST:PORT`` (``[v6]:PORT``), else ``ValueError``.
+
+    Stricter than ``split_hostport``: a membership's node info is what every
+    node's transport dials, so nothing that merely parses is good enough.
+    """
+    if not isinstance(addr, str):
+        raise ValueError(f"{what}: expected a 'HOST:PORT' string, got {addr!r}")
+    host, _ = split_hostport(addr)
+    bracketed = addr.startswith("[")
+    if (
+        not host
+        or any(c.isspace() or c in "/?#@[]" for c in host)
+        or (":" in host and not bracketed)
+        or (bracketed and not addr.rpartition(":")[0].endswith("]"))
+    ):
+        raise ValueError(f"{what}: expected HOST:PORT, got {addr!r}")
+    return addr
+
+
+def _node_id(value: Any, what: str = "id") -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _BadRequest(f"{what}: expected a positive integer node id, got {value!r}")
+    return value
+
+
+def parse_log_id(value: Any) -> LogId | None:
+    """``"TERM-NODE-INDEX"`` or ``{"term", "node_id", "index"}`` to a ``LogId``."""
+    if value is None:
+        return None
+    parts: list[Any]
+    if isinstance(value, str):
+        parts = value.split("-")
+    elif isinstance(value, dict):
+        parts = [value.get("term"), value.get("node_id"), value.get("index")]
+    else:
+        parts = []
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        ints = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise _BadRequest(
+            f"expected: a log id 'TERM-NODE-INDEX' or {{term, node_id, index}}, got {value!r}"
+        ) from None
+    if any(n < 0 for n in ints):
+        raise _BadRequest(f"expected: negative numbers in {value!r}")
+    return LogId(*ints)
+
+
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    values = query.get(name)
+    if not values:
+        return False
+    value = values[-1].lower()
+    if value in ("", "1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise _BadRequest(f"{name}: expected 1 or 0, got {values[-1]!r}")
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError as e:
+        raise _BadRequest(f"the body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("the body must be a JSON object")
+    return body
+
+
+def _add_learner(body: dict[str, Any]) -> AddLearner:
+    unknown = body.keys() - {"id", "raft", "http", "blocking", "max_lag", "timeout"}
+    if unknown:
+        raise _BadRequest(f"unknown fields {sorted(unknown)}")
+    if "id" not in body or "raft" not in body:
+        raise _BadRequest('give "id" and "raft" (and optionally "http")')
+    try:
+        raft = check_address(body["raft"], "raft")
+        http = None if body.get("http") is None else check_address(body["http"], "http")
+    except ValueError as e:
+        raise _BadRequest(str(e)) from None
+    blocking = body.get("blocking", True)
+    if not isinstance(blocking, bool):
+        raise _BadRequest(f"blocking: expected true or false, got {blocking!r}")
+    max_lag = body.get("max_lag", 0)
+    if not isinstance(max_lag, int) or isinstance(max_lag, bool) or max_lag < 0:
+        raise _BadRequest(f"max_lag: expected an integer >= 0, got {max_lag!r}")
+    return AddLearner(_node_id(body["id"]), raft, http, blocking, max_lag, _timeout(body))
+
+
+def _timeout(body: dict[str, Any]) -> float | None:
+    timeout = body.get("timeout")
+    if timeout is None:
+        return None
+    if (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= MAX_CHANGE_TIMEOUT
+    ):
+        raise _BadRequest(f"timeout: expected seconds in (0, {MAX_CHANGE_TIMEOUT:g}]")
+    return float(timeout)
+
+
+def _promote(body: dict[str, Any]) -> Promote:
+    unknown = body.keys() - {"ids", "id", "expected"}
+    if unknown:
+        raise _BadRequest(f"unknown fields {sorted(unknown)}")
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not ids:
+            raise _BadRequest('ids: expected a non-empty list of node ids, e.g. {"ids": [4]}')
+    elif "id" in body:
+        ids = [body["id"]]
+    else:
+        raise _BadRequest('give the node ids to promote, e.g. {"ids": [4]}')
+    node_ids = tuple(sorted({_node_id(n, "ids") for n in ids}))
+    return Promote(node_ids, parse_log_id(body.get("expected")))
+
+
+def _cluster_route(request: Request) -> MembershipOp | ClusterInfo | Response:
+    parts = request.path[len(CLUSTER_PREFIX) :].strip("/").split("/")
+    method = request.method
+    query = parse_qs(urlsplit(request.target).query, keep_blank_values=True)
+    try:
+        if parts == [""]:
+            if method not in ("GET", "HEAD"):
+                return _method_not_allowed("GET")
+            return ClusterInfo()
+        if parts == ["learners"]:
+            if method != "POST":
+                return _method_not_allowed("POST")
+            return _add_learner(_json_object(request))
+        if parts == ["voters"]:
+            if method != "POST":
+                return _method_not_allowed("POST")
+            return _promote(_json_object(request))
+        if len(parts) == 2 and parts[0] in ("voters", "nodes"):
+            if method != "DELETE":
+                return _method_not_allowed("DELETE")
+            node_id = _node_id(unquote(parts[1]), "node id in the path")
+            expected = parse_log_id(query["expected"][-1]) if "expected" in query else None
+            if parts[0] == "voters":
+                return RemoveVoter(node_id, _flag(query, "retain"), expected)
+            return ForgetNode(node_id, expected)
+    except _BadRequest as e:
+        return error_response(400, "bad_request", detail=str(e))
+    return error_response(404, "no_such_route", detail=f"no route for {request.path!r}")
 
 
 def not_leader_response(

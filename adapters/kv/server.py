@@ -25,6 +25,19 @@ bad key/value/HTTP            400     ``bad_key``/``bad_value``/``bad_request``
 missing key                   404     ``not_found``
 body too large                413     ``body_too_large``
 ============================  ======  ==================================
+
+Membership requests (``/cluster/...``) map the same way, except that a
+change that cannot happen now is a ``409``: ``membership_change_in_progress``
+(retry shortly), ``invalid_membership_change`` (``reason`` says why),
+``membership_mismatch`` (``expected``/``actual``). They are idempotent on
+their goal: promoting a voter, removing a non-voter or forgetting a
+non-member answers ``200`` with ``"changed": false`` and changes nothing, so a
+client may repeat a request whose outcome was unknown.
+
+Node info in the membership is the node's Raft address (the transport dials
+it and accepts only ``"host:port"``). The HTTP address of a node added at run
+time goes through the log into the state machine's address book just before
+the membership change (see ``adapters.kv.state_machine``).
 """
 
 from __future__ import annotations
@@ -43,12 +56,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from adapters.errors import ShuttingDown, Timeout
-from adapters.kv.client import NodeAddress, default_http, split_hostport
+from adapters.kv.client import NodeAddress, default_http
 from adapters.kv.http import (
+    AddLearner,
+    ClusterInfo,
     Delete,
+    ForgetNode,
     Get,
     Handler,
+    MembershipOp,
+    Promote,
     Put,
+    RemoveVoter,
     Request,
     Response,
     Status,
@@ -56,11 +75,28 @@ from adapters.kv.http import (
     not_leader_response,
     route,
     serve_connection,
+    split_hostport,
 )
-from adapters.kv.state_machine import KVStateMachine, Rejected
+from adapters.kv.state_machine import (
+    KVStateMachine,
+    Rejected,
+    forget_node_address,
+    set_node_address,
+)
+from raftcore import membership as mc
 from raftcore.config import Config
-from raftcore.errors import ClientError, LeadershipLost, NodeStopped, NotInitialized, NotLeader
+from raftcore.errors import (
+    ClientError,
+    InvalidMembershipChange,
+    LeadershipLost,
+    MembershipChangeInProgress,
+    MembershipMismatch,
+    NodeStopped,
+    NotInitialized,
+    NotLeader,
+)
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId
+from raftcore.membership import Membership
 from raftcore.state import Metrics, Role
 
 if TYPE_CHECKING:
@@ -79,6 +115,25 @@ class KvNode(Protocol):
 
     async def write(self, data: Any, *, timeout: float | None = None) -> Any: ...
 
+    async def change_membership(
+        self,
+        change: mc.Change,
+        *,
+        retain: bool = False,
+        expected: LogId | None = None,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]: ...
+
+    async def add_learner(
+        self,
+        node_id: int,
+        info: Any,
+        *,
+        blocking: bool = True,
+        max_lag: int = 0,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]: ...
+
     def metrics(self) -> Metrics: ...
 
     async def wait_for(
@@ -88,6 +143,10 @@ class KvNode(Protocol):
 
 def _log_id(log_id: LogId) -> dict[str, int]:
     return {"term": log_id.term, "node_id": log_id.node_id, "index": log_id.index}
+
+
+def _opt_log_id(log_id: Any) -> Any:
+    return _log_id(log_id) if isinstance(log_id, LogId) else _jsonable(log_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -124,6 +183,8 @@ class KvApi:
         runtime: str = "",
         write_timeout: float = 5.0,
         read_timeout: float = 2.0,
+        change_timeout: float = 10.0,
+        catch_up_timeout: float = 30.0,
     ) -> None:
         self.node = node
         self.state_machine = state_machine
@@ -132,6 +193,10 @@ class KvApi:
         self.runtime = runtime
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
+        #: How long a voter change (two log entries) may take to commit.
+        self.change_timeout = change_timeout
+        #: How long ``POST /cluster/learners`` waits for the learner by default.
+        self.catch_up_timeout = catch_up_timeout
 
     async def handle(self, request: Request) -> Response:
         op = route(request)
@@ -140,6 +205,10 @@ class KvApi:
         try:
             if isinstance(op, Status):
                 return Response.json(200, self.status())
+            if isinstance(op, ClusterInfo):
+                return Response.json(200, self.cluster_info())
+            if isinstance(op, AddLearner | Promote | RemoveVoter | ForgetNode):
+                return await self._change(op, request.target)
             if isinstance(op, Get):
                 return await self._get(op.key, request.target)
             if isinstance(op, Put):
@@ -151,15 +220,23 @@ class KvApi:
             return self._client_error(e, request.target)
 
     def leader_http(self, leader_id: int | None, leader_info: Any = None) -> str | None:
-        """``leader_id``'s HTTP address: from the cluster spec, else its Raft port + 1000."""
+        """``leader_id``'s HTTP address (see ``http_address``)."""
         if leader_id is None:
             return None
-        known = self.cluster.get(leader_id)
+        return self.http_address(leader_id, leader_info)
+
+    def http_address(self, node_id: int, info: Any = None) -> str | None:
+        """A node's HTTP address: from the replicated address book (nodes added
+        at run time), else the cluster spec, else its Raft address's port + 1000."""
+        booked = self.state_machine.address(node_id)
+        if booked is not None:
+            return booked[1]
+        known = self.cluster.get(node_id)
         if known is not None:
             return known.http
-        if isinstance(leader_info, str):
+        if isinstance(info, str):
             with contextlib.suppress(ValueError):
-                return default_http(leader_info)
+                return default_http(info)
         return None
 
     def _not_leader(self, leader_id: int | None, leader_info: Any, target: str) -> Response:
@@ -222,13 +299,7 @@ class KvApi:
     def status(self) -> dict[str, Any]:
         """The node's metrics as JSON."""
         m = self.node.metrics()
-        membership = None
-        if m.membership is not None:
-            membership = {
-                "voters": [sorted(c) for c in m.membership.configs],
-                "learners": sorted(m.membership.learner_ids()),
-                "nodes": {str(n): _jsonable(info) for n, info in m.membership.nodes.items()},
-            }
+        membership = self.membership_json(m.membership)
         own = self.cluster.get(self.node_id)
         return {
             "node_id": self.node_id,
@@ -250,6 +321,196 @@ class KvApi:
             "pid": os.getpid(),
             "extra": _jsonable(m.extra),
         }
+
+    def membership_json(self, m: Membership | None) -> dict[str, Any] | None:
+        """A membership as JSON: ``voters`` (one list per config: two while
+        ``joint``), ``voter_ids``, ``learners``, ``nodes`` (id -> Raft address)
+        and ``http`` (id -> HTTP address)."""
+        if m is None:
+            return None
+        return {
+            "voters": [sorted(c) for c in m.configs],
+            "voter_ids": sorted(m.voter_ids()),
+            "learners": sorted(m.learner_ids()),
+            "joint": m.is_joint,
+            "nodes": {str(n): _jsonable(info) for n, info in sorted(m.nodes.items())},
+            "http": {str(n): self.http_address(n, info) for n, info in sorted(m.nodes.items())},
+        }
+
+    def cluster_info(self) -> dict[str, Any]:
+        """``GET /cluster``: this node's view of the membership and leader."""
+        m = self.node.metrics()
+        return {
+            "node_id": self.node_id,
+            "role": m.role.value,
+            "leader_id": m.leader_id,
+            "leader_http": self.leader_http(m.leader_id),
+            "membership": self.membership_json(m.membership),
+        }
+
+    # -- membership changes --------------------------------------------------------------
+
+    async def _change(self, op: MembershipOp, target: str) -> Response:
+        """A membership request: only the leader runs it (others redirect)."""
+        m = self.node.metrics()
+        if m.stopped is not None:
+            return error_response(500, "node_stopped", reason=m.stopped)
+        if m.role is not Role.LEADER or m.membership is None:
+            return self._not_leader(m.leader_id, None, target)
+        try:
+            if isinstance(op, AddLearner):
+                return await self._add_learner(op, m.membership)
+            if isinstance(op, Promote):
+                return await self._promote(op, m.membership)
+            if isinstance(op, RemoveVoter):
+                return await self._remove_voter(op, m.membership)
+            return await self._forget(op, m.membership)
+        except ClientError as e:
+            return self._change_error(e, target)
+
+    def _changed(self, result: tuple[LogId, Membership], **extra: Any) -> Response:
+        log_id, membership = result
+        body = {
+            "ok": True,
+            "changed": True,
+            "log_id": _log_id(log_id),
+            "membership": self.membership_json(membership),
+        }
+        return Response.json(200, {**body, **extra})
+
+    def _unchanged(self, membership: Membership, why: str) -> Response:
+        return Response.json(
+            200,
+            {
+                "ok": True,
+                "changed": False,
+                "detail": why,
+                "log_id": None,
+                "membership": self.membership_json(membership),
+            },
+        )
+
+    def _change_error(self, e: ClientError, target: str) -> Response:
+        if isinstance(e, MembershipChangeInProgress):
+            return error_response(
+                409,
+                "membership_change_in_progress",
+                detail="another membership change has not committed yet: retry shortly",
+            )
+        if isinstance(e, InvalidMembershipChange):
+            return error_response(409, "invalid_membership_change", reason=e.reason)
+        if isinstance(e, MembershipMismatch):
+            return error_response(
+                409,
+                "membership_mismatch",
+                expected=_opt_log_id(e.expected),
+                actual=_opt_log_id(e.actual),
+            )
+        if isinstance(e, Timeout):
+            return error_response(
+                503,
+                "timeout",
+                detail=f"no outcome within {e.seconds:.3g}s: the change may still commit; "
+                "read GET /cluster before retrying",
+            )
+        return self._client_error(e, target)
+
+    async def _add_learner(self, op: AddLearner, m: Membership) -> Response:
+        known = m.nodes.get(op.node_id)
+        if known is not None and known != op.raft:
+            return error_response(
+                409,
+                "invalid_membership_change",
+                reason=f"node {op.node_id} is already a member with Raft address {known!r}",
+            )
+        try:
+            http = op.http or default_http(op.raft)
+        except ValueError as e:  # Raft port + 1000 is not a port
+            return error_response(400, "bad_request", detail=f'{e}: give "http"')
+        if self.state_machine.address(op.node_id) != (op.raft, http):
+            # First the address book, so that once the node is a member every
+            # node can redirect clients to it.
+            result = await self.node.write(
+                set_node_address(op.node_id, op.raft, http), timeout=self.write_timeout
+            )
+            if isinstance(result, Rejected):  # pragma: no cover - validated above
+                return error_response(400, "rejected", detail=result.reason)
+        timeout = op.timeout if op.timeout is not None else self.catch_up_timeout
+        try:
+            result = await self.node.add_learner(
+                op.node_id, op.raft, blocking=op.blocking, max_lag=op.max_lag, timeout=timeout
+            )
+        except Timeout:
+            now = self.node.metrics()
+            added = now.membership is not None and op.node_id in now.membership.nodes
+            matched = now.replication.get(op.node_id)
+            return error_response(
+                503,
+                "timeout",
+                added=added,
+                matched=_log_id(matched) if matched is not None else None,
+                last_log=_log_id(now.last_log_id),
+                detail=(
+                    f"node {op.node_id} was added as a learner but its log did not catch up "
+                    f"within {timeout:.3g}s"
+                    if added
+                    else f"no outcome within {timeout:.3g}s: the change may still commit"
+                ),
+            )
+        now = self.node.metrics()
+        matched = now.replication.get(op.node_id)
+        return self._changed(
+            result,
+            changed=known is None,
+            caught_up=op.blocking,
+            matched=_log_id(matched) if matched is not None else None,
+        )
+
+    async def _promote(self, op: Promote, m: Membership) -> Response:
+        unknown = [n for n in op.ids if n not in m.nodes]
+        if unknown:
+            return error_response(
+                409,
+                "invalid_membership_change",
+                reason=f"not members: {unknown}: add them as learners first",
+            )
+        if not m.is_joint and all(n in m.configs[-1] for n in op.ids):
+            return self._unchanged(m, f"already voters: {list(op.ids)}")
+        change = mc.AddVoters({n: m.nodes[n] for n in op.ids})
+        result = await self.node.change_membership(
+            change, expected=op.expected, timeout=self.change_timeout
+        )
+        return self._changed(result)
+
+    async def _remove_voter(self, op: RemoveVoter, m: Membership) -> Response:
+        if not m.is_joint and op.node_id not in m.configs[-1]:
+            return self._unchanged(m, f"node {op.node_id} is not a voter")
+        result = await self.node.change_membership(
+            mc.RemoveVoters([op.node_id]),
+            retain=op.retain,
+            expected=op.expected,
+            timeout=self.change_timeout,
+        )
+        if not op.retain:
+            await self._forget_address(op.node_id, result[1])
+        return self._changed(result)
+
+    async def _forget(self, op: ForgetNode, m: Membership) -> Response:
+        if op.node_id not in m.nodes:
+            await self._forget_address(op.node_id, m)
+            return self._unchanged(m, f"node {op.node_id} is not a member")
+        result = await self.node.change_membership(
+            mc.RemoveNodes([op.node_id]), expected=op.expected, timeout=self.change_timeout
+        )
+        await self._forget_address(op.node_id, result[1])
+        return self._changed(result)
+
+    async def _forget_address(self, node_id: int, m: Membership) -> None:
+        """Best effort: drop a node that left the membership from the address book."""
+        if node_id in m.nodes or self.state_machine.address(node_id) is None:
+            return
+        with contextlib.suppress(ClientError):
+            await self.node.write(forget_node_address(node_id), timeout=self.write_timeout)
 
 
 async def log_leadership(node: KvNode) -> None:
@@ -374,6 +635,9 @@ class ServeOptions:
     cluster_id: str = "raftcore-kv"
     config: Config = attrs.field(factory=Config)
     write_timeout: float = 5.0
+    #: This node's Raft address, for a node the cluster spec does not list
+    #: (one joining a running cluster); default: from the spec.
+    raft: str | None = None
 
     @property
     def http_listen(self) -> str:
@@ -382,6 +646,22 @@ class ServeOptions:
     @property
     def raft_listen(self) -> str:
         return self.cluster[self.node_id].raft
+
+    def resolved(self) -> ServeOptions:
+        """These options with this node in ``cluster`` (from ``raft``/``http``
+        when the spec does not list it); ``ValueError`` if it cannot be."""
+        me = self.cluster.get(self.node_id)
+        if self.raft is None:
+            if me is None:
+                raise ValueError(
+                    f"node {self.node_id} is not in the cluster spec: add it there, "
+                    "or give its Raft address with --raft"
+                )
+            return self
+        split_hostport(self.raft)
+        http = self.http or (me.http if me is not None else default_http(self.raft))
+        cluster = {**self.cluster, self.node_id: NodeAddress(self.node_id, self.raft, http)}
+        return attrs.evolve(self, cluster=cluster)
 
 
 class NodeIdFilter(logging.Filter):
@@ -429,6 +709,8 @@ async def _start(node: Any, opts: ServeOptions, fresh: bool) -> None:
             log.info("initialized the cluster: %s", sorted(opts.cluster))
         else:
             log.info("--init ignored: the store already holds Raft state")
+    elif fresh:
+        log.info("fresh store: waiting to be added to the cluster (or for --init on another node)")
 
 
 def _api(node: Any, sm: KVStateMachine, opts: ServeOptions) -> KvApi:
@@ -499,9 +781,13 @@ async def serve_trio(opts: ServeOptions) -> None:
 
 
 def serve(opts: ServeOptions) -> int:
-    """Run one node in this process until a signal; the exit status."""
-    if opts.node_id not in opts.cluster:
-        raise ValueError(f"node {opts.node_id} is not in the cluster spec")
+    """Run one node in this process until a signal; the exit status.
+
+    Without ``init`` a node with a fresh store waits to be added to the
+    cluster (``POST /cluster/learners`` on the leader); its cluster spec must
+    list the current members, so that it accepts the leader's connection.
+    """
+    opts = opts.resolved()
     if opts.runtime == "trio":
         import trio
 

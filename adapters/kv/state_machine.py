@@ -3,7 +3,18 @@
 Commands are lists (the codec decodes CBOR arrays as lists) of strings:
 
 - ``["put", key, value]`` sets ``key``; the result is the previous value or ``None``;
-- ``["delete", key]`` removes ``key``; the result is the removed value or ``None``.
+- ``["delete", key]`` removes ``key``; the result is the removed value or ``None``;
+- ``["node", node_id, raft, http]`` records a node's Raft and HTTP addresses in
+  the service's address book (``addresses``, not part of the map); the result
+  is the previous ``[raft, http]`` or ``None``;
+- ``["forget", node_id]`` removes a node from the address book; the result is
+  the removed ``[raft, http]`` or ``None``.
+
+The address book exists because a membership's node info is what the
+transport dials, the node's Raft address (a ``"host:port"`` string): the
+HTTP address of a node added at run time is replicated through the log
+instead, written just before the node joins the membership, so every node
+(and, through ``/status``, every client) can find it.
 
 The map lives in memory only and is rebuilt from the durable log on every
 start (``applied()`` is ``ZERO_LOG_ID``, so the engine re-applies every
@@ -45,11 +56,35 @@ def delete(key: str) -> list[str]:
     return ["delete", key]
 
 
+def set_node_address(node_id: int, raft: str, http: str) -> list[Any]:
+    """The command that records ``node_id``'s addresses in the address book."""
+    return ["node", node_id, raft, http]
+
+
+def forget_node_address(node_id: int) -> list[Any]:
+    """The command that removes ``node_id`` from the address book."""
+    return ["forget", node_id]
+
+
+def _is_node_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def check_command(command: Any) -> str | None:
     """Why ``command`` is not a valid KV command, or ``None`` if it is."""
     if not isinstance(command, list | tuple) or not command:
         return "a command is a non-empty list"
     op = command[0]
+    if op == "node":
+        if len(command) != 4 or not _is_node_id(command[1]):
+            return "node takes a node id and two addresses"
+        if not all(isinstance(arg, str) for arg in command[2:]):
+            return "addresses are strings"
+        return None
+    if op == "forget":
+        if len(command) != 2 or not _is_node_id(command[1]):
+            return "forget takes a node id"
+        return None
     if op == "put":
         if len(command) != 3:
             return "put takes a key and a value"
@@ -75,6 +110,8 @@ class KVStateMachine:
         #: The last entry applied (of any kind), for status pages.
         self.last_applied: LogId = ZERO_LOG_ID
         self.rejected = 0
+        #: The address book: node id -> (raft, http), for nodes added at run time.
+        self.addresses: dict[int, tuple[str, str]] = {}
 
     def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
         results: list[tuple[int, Any]] = []
@@ -92,8 +129,15 @@ class KVStateMachine:
                 previous = data.get(command[1])
                 data[command[1]] = command[2]
                 results.append((entry.index, previous))
-            else:
+            elif command[0] == "delete":
                 results.append((entry.index, data.pop(command[1], None)))
+            elif command[0] == "node":
+                old = self.addresses.get(command[1])
+                self.addresses[command[1]] = (command[2], command[3])
+                results.append((entry.index, list(old) if old else None))
+            else:  # forget
+                old = self.addresses.pop(command[1], None)
+                results.append((entry.index, list(old) if old else None))
         return results
 
     def applied(self) -> LogId:
@@ -102,6 +146,10 @@ class KVStateMachine:
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
+
+    def address(self, node_id: int) -> tuple[str, str] | None:
+        """``(raft, http)`` of a node from the address book, if it is there."""
+        return self.addresses.get(node_id)
 
     def __len__(self) -> int:
         return len(self.data)

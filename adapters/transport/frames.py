@@ -502,6 +502,10 @@ class TransportCore:
         self._unknown_logged.discard(node_id)
         return peer
 
+    def check_address(self, address: Any) -> None:
+        """``ConfigError`` unless ``address`` is a ``"host:port"`` this transport can dial."""
+        parse_address(address)
+
     def set_peer(self, node_id: NodeId, address: str) -> None:
         """Add a peer or change its address (its connection is re-dialled)."""
         old = self.peers.get(node_id)

@@ -187,6 +187,9 @@ class InProcTransport:
             return True
         return self._open and node_id not in self._removed and node_id in self.network._nodes
 
+    def check_address(self, address: Any) -> None:
+        """Any value will do in process: nodes are found by id."""
+
     def set_peer(self, node_id: NodeId, address: Any = None) -> None:
         """Know ``node_id`` (the address is kept but not used)."""
         if node_id == self.node_id:

@@ -13,30 +13,47 @@ import attrs
 import pytest
 
 from adapters.errors import ShuttingDown, Timeout
-from adapters.kv.client import HttpPool, KvClient, KvUnavailable, NodeAddress, parse_cluster
+from adapters.kv.client import (
+    HttpPool,
+    KvClient,
+    KvError,
+    KvUnavailable,
+    NodeAddress,
+    parse_cluster,
+)
 from adapters.kv.http import (
     CLOSED,
     NEED_DATA,
+    AddLearner,
     ClientConnection,
+    ClusterInfo,
     Delete,
+    ForgetNode,
     Get,
     HttpError,
+    Promote,
     Put,
+    RemoveVoter,
     Request,
     Response,
     ServerConnection,
     Status,
+    check_address,
     key_path,
     not_leader_response,
     route,
     serve_connection,
 )
-from adapters.kv.server import KvApi
-from adapters.kv.state_machine import KVStateMachine, Rejected
+from adapters.kv.server import KvApi, ServeOptions
+from adapters.kv.state_machine import KVStateMachine, Rejected, set_node_address
+from raftcore import membership as mc
+from raftcore.entries import normal
 from raftcore.errors import (
     ClientError,
+    InvalidMembershipChange,
     LeadershipLost,
     MembershipChangeInProgress,
+    MembershipMismatch,
     NodeStopped,
     NotLeader,
 )
@@ -328,12 +345,63 @@ class FakeNode:
     writes: list[Any] = attrs.Factory(list)
     #: Raised by ``metrics()`` (a node shutting down raises ``ShuttingDown``).
     metrics_error: ClientError | None = None
+    #: Applies the writes, if given (the address book needs it).
+    sm: KVStateMachine | None = None
+    #: Each membership call: ``(change, retain, expected, timeout)``.
+    changes: list[tuple[Any, ...]] = attrs.Factory(list)
+    #: Raised by the next membership calls, one each, before they succeed.
+    change_errors: list[ClientError] = attrs.Factory(list)
+    #: Raised by ``add_learner`` after it changed the membership (catch-up timed out).
+    catch_up_error: ClientError | None = None
 
     async def write(self, data: Any, *, timeout: float | None = None) -> Any:
         self.writes.append(data)
         if isinstance(self.outcome, BaseException):
             raise self.outcome
+        if self.sm is not None:
+            index = self.m.last_log_id.index + len(self.writes)
+            [(_, result)] = self.sm.apply([normal(LogId(2, 1, index), data)])
+            return result
         return self.outcome
+
+    async def change_membership(
+        self,
+        change: mc.Change,
+        *,
+        retain: bool = False,
+        expected: LogId | None = None,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]:
+        self.changes.append((change, retain, expected, timeout))
+        if self.change_errors:
+            raise self.change_errors.pop(0)
+        m = self.m.membership
+        assert m is not None
+        try:
+            new = mc.next_membership(m, change, retain=retain)
+        except ValueError as e:
+            raise InvalidMembershipChange(str(e)) from None
+        if new.is_joint:
+            new = mc.leave_joint(new, retain=retain)
+        log_id = LogId(2, 1, self.m.last_log_id.index + 2)
+        self.m = attrs.evolve(self.m, membership=new, last_log_id=log_id)
+        return log_id, new
+
+    async def add_learner(
+        self,
+        node_id: int,
+        info: Any,
+        *,
+        blocking: bool = True,
+        max_lag: int = 0,
+        timeout: float | None = None,
+    ) -> tuple[LogId, Membership]:
+        result = await self.change_membership(mc.AddLearners({node_id: info}), timeout=timeout)
+        self.changes[-1] = ("add_learner", node_id, info, blocking, max_lag, timeout)
+        if self.catch_up_error is not None:
+            raise self.catch_up_error
+        self.m = attrs.evolve(self.m, replication={**self.m.replication, node_id: result[0]})
+        return result
 
     def metrics(self) -> Metrics:
         if self.metrics_error is not None:
@@ -349,7 +417,9 @@ class FakeNode:
 
 
 def call(node: FakeNode, request: Request, sm: KVStateMachine | None = None) -> Response:
-    api = KvApi(node, sm or KVStateMachine(), 1, CLUSTER, runtime="asyncio")
+    if sm is None:  # (not `or`: an empty KVStateMachine is falsy)
+        sm = node.sm if node.sm is not None else KVStateMachine()
+    api = KvApi(node, sm, 1, CLUSTER, runtime="asyncio")
     return asyncio.run(api.handle(request))
 
 
@@ -464,6 +534,336 @@ def test_cluster_spec() -> None:
     for bad in ("", "x=1.2.3.4:5", "1=nohost", "1=a:1,1=b:2", "0=a:1", "1=a:99999"):
         with pytest.raises(ValueError):
             parse_cluster(bad)
+
+
+# -- membership routes ---------------------------------------------------------------------------
+
+
+def post(target: str, body: Any) -> Request:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Request("POST", target, (("host", "x"),), data)
+
+
+def test_membership_routes() -> None:
+    assert route(req("GET", "/cluster")) == ClusterInfo()
+    assert route(req("GET", "/cluster/")) == ClusterInfo()
+    learner = {"id": 4, "raft": "127.0.0.1:7004", "http": "127.0.0.1:8004"}
+    assert route(post("/cluster/learners", learner)) == AddLearner(
+        4, "127.0.0.1:7004", "127.0.0.1:8004"
+    )
+    assert route(
+        post(
+            "/cluster/learners",
+            {"id": 4, "raft": "[::1]:7004", "blocking": False, "max_lag": 5, "timeout": 2},
+        )
+    ) == AddLearner(4, "[::1]:7004", None, False, 5, 2.0)
+    assert route(post("/cluster/voters", {"ids": [5, 4, 5]})) == Promote((4, 5))
+    assert route(post("/cluster/voters", {"id": 4, "expected": "2-1-9"})) == Promote(
+        (4,), LogId(2, 1, 9)
+    )
+    assert route(
+        post("/cluster/voters", {"ids": [4], "expected": {"term": 2, "node_id": 1, "index": 9}})
+    ) == Promote((4,), LogId(2, 1, 9))
+    assert route(req("DELETE", "/cluster/voters/2")) == RemoveVoter(2)
+    assert route(req("DELETE", "/cluster/voters/2?retain=1")) == RemoveVoter(2, True)
+    assert route(req("DELETE", "/cluster/voters/2?retain=false")) == RemoveVoter(2, False)
+    assert route(req("DELETE", "/cluster/voters/2?expected=1-1-5")) == RemoveVoter(
+        2, False, LogId(1, 1, 5)
+    )
+    assert route(req("DELETE", "/cluster/nodes/3")) == ForgetNode(3)
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "error"),
+    [
+        (post("/cluster/learners", b"{nope"), 400, "bad_request"),
+        (post("/cluster/learners", [4]), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4}), 400, "bad_request"),
+        (post("/cluster/learners", {"raft": "a:1"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 0, "raft": "a:1"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": True, "raft": "a:1"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "nohost"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": 7004}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1/b:2"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1", "http": "b"}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1", "max_lag": -1}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1", "timeout": 0}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1", "blocking": 1}), 400, "bad_request"),
+        (post("/cluster/learners", {"id": 4, "raft": "a:1", "extra": 1}), 400, "bad_request"),
+        (post("/cluster/voters", {}), 400, "bad_request"),
+        (post("/cluster/voters", {"ids": []}), 400, "bad_request"),
+        (post("/cluster/voters", {"ids": ["x"]}), 400, "bad_request"),
+        (post("/cluster/voters", {"ids": [4], "expected": "1-2"}), 400, "bad_request"),
+        (req("DELETE", "/cluster/voters/abc"), 400, "bad_request"),
+        (req("DELETE", "/cluster/voters/0"), 400, "bad_request"),
+        (req("DELETE", "/cluster/voters/2?retain=maybe"), 400, "bad_request"),
+        (req("DELETE", "/cluster/nodes/2?expected=x"), 400, "bad_request"),
+        (req("GET", "/cluster/learners"), 405, "method_not_allowed"),
+        (req("GET", "/cluster/voters/2"), 405, "method_not_allowed"),
+        (req("POST", "/cluster"), 405, "method_not_allowed"),
+        (req("DELETE", "/cluster/learners/2"), 404, "no_such_route"),
+        (req("GET", "/cluster/nope"), 404, "no_such_route"),
+    ],
+)
+def test_bad_membership_requests(request_: Request, status: int, error: str) -> None:
+    r = route(request_)
+    assert isinstance(r, Response) and r.status == status, r
+    assert r.json_body()["error"] == error
+
+
+def test_check_address() -> None:
+    for good in ("127.0.0.1:7001", "node-4.example:1", "[::1]:7001"):
+        assert check_address(good) == good
+    for bad in ("", "a", "a:", ":1", "a:0", "a:70000", "a b:1", "a:1/b:2", "::1:7001", "[::1:7"):
+        with pytest.raises(ValueError):
+            check_address(bad)
+
+
+def leader_node(**kwargs: Any) -> FakeNode:
+    return FakeNode(metrics(Role.LEADER, 1), sm=KVStateMachine(), **kwargs)
+
+
+def test_adding_a_learner_records_its_addresses_then_waits_for_it() -> None:
+    node = leader_node()
+    body = {"id": 4, "raft": "127.0.0.1:7004", "http": "127.0.0.1:9004", "max_lag": 3}
+    r = call(node, post("/cluster/learners", body))
+    assert r.status == 200, r.json_body()
+    answer = r.json_body()
+    # The address book entry is written (and committed) before the change.
+    assert node.writes == [["node", 4, "127.0.0.1:7004", "127.0.0.1:9004"]]
+    assert node.changes == [("add_learner", 4, "127.0.0.1:7004", True, 3, 30.0)]
+    assert answer["ok"] and answer["changed"] and answer["caught_up"]
+    assert answer["matched"] == {"term": 2, "node_id": 1, "index": 12}
+    assert answer["log_id"] == {"term": 2, "node_id": 1, "index": 12}
+    m = answer["membership"]
+    assert m["voters"] == [[1, 2, 3]] and m["voter_ids"] == [1, 2, 3]
+    assert m["learners"] == [4] and m["joint"] is False
+    assert m["nodes"]["4"] == "127.0.0.1:7004"
+    assert m["http"] == {
+        "1": "127.0.0.1:8001",
+        "2": "127.0.0.1:9002",
+        "3": "127.0.0.1:8003",
+        "4": "127.0.0.1:9004",
+    }
+    # Again: already a member at that address, nothing to write; still waits.
+    r = call(node, post("/cluster/learners", body))
+    assert r.status == 200 and r.json_body()["changed"] is False
+    assert len(node.writes) == 1 and len(node.changes) == 2
+
+
+def test_a_learner_without_http_gets_raft_port_plus_1000() -> None:
+    node = leader_node()
+    r = call(node, post("/cluster/learners", {"id": 4, "raft": "10.0.0.4:7004", "timeout": 3}))
+    assert r.status == 200
+    assert node.writes == [["node", 4, "10.0.0.4:7004", "10.0.0.4:8004"]]
+    assert node.changes[0][-1] == 3.0
+    assert r.json_body()["membership"]["http"]["4"] == "10.0.0.4:8004"
+
+
+def test_a_learner_whose_raft_port_plus_1000_is_no_port_needs_http() -> None:
+    node = leader_node()
+    r = call(node, post("/cluster/learners", {"id": 4, "raft": "10.0.0.4:65000"}))
+    assert r.status == 400 and r.json_body()["error"] == "bad_request"
+    assert node.writes == [] and node.changes == []
+
+
+def test_a_member_cannot_be_added_again_at_another_address() -> None:
+    node = leader_node()
+    r = call(node, post("/cluster/learners", {"id": 2, "raft": "10.9.9.9:7002"}))
+    assert r.status == 409
+    assert r.json_body()["error"] == "invalid_membership_change"
+    assert "127.0.0.1:7002" in r.json_body()["reason"]
+    assert node.writes == [] and node.changes == []
+
+
+def test_a_learner_that_does_not_catch_up_in_time_is_a_503_saying_it_was_added() -> None:
+    node = leader_node(catch_up_error=Timeout(2.0))
+    r = call(node, post("/cluster/learners", {"id": 4, "raft": "127.0.0.1:7004", "timeout": 2}))
+    assert r.status == 503
+    body = r.json_body()
+    assert body["error"] == "timeout" and body["added"] is True
+    assert "did not catch up within 2s" in body["detail"]
+    # The change itself timing out: the outcome is unknown.
+    node = leader_node(change_errors=[Timeout(2.0)])
+    body = call(node, post("/cluster/learners", {"id": 4, "raft": "127.0.0.1:7004"})).json_body()
+    assert body["error"] == "timeout" and body["added"] is False
+    assert "may still commit" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        post("/cluster/learners", {"id": 4, "raft": "127.0.0.1:7004"}),
+        post("/cluster/voters", {"ids": [4]}),
+        req("DELETE", "/cluster/voters/2?retain=1"),
+        req("DELETE", "/cluster/nodes/2"),
+    ],
+)
+def test_membership_requests_to_a_follower_redirect_to_the_leader(request_: Request) -> None:
+    node = FakeNode(metrics(Role.FOLLOWER, 2), sm=KVStateMachine())
+    r = call(node, request_)
+    assert r.status == 307
+    assert r.header("location") == f"http://127.0.0.1:9002{request_.target}"
+    assert r.json_body()["leader_http"] == "127.0.0.1:9002"
+    r = call(FakeNode(metrics(Role.CANDIDATE, None)), request_)
+    assert r.status == 503 and r.json_body()["error"] == "no_leader"
+    assert node.writes == [] and node.changes == []
+
+
+def test_a_follower_redirects_to_a_leader_known_from_the_address_book() -> None:
+    node = FakeNode(metrics(Role.FOLLOWER, 7), sm=KVStateMachine())
+    assert node.sm is not None
+    node.sm.apply([normal(LogId(1, 1, 1), set_node_address(7, "10.0.0.7:7007", "10.0.0.7:9999"))])
+    r = call(node, req("DELETE", "/cluster/voters/2"))
+    assert r.status == 307 and r.json_body()["leader_http"] == "10.0.0.7:9999"
+    r = call(
+        FakeNode(metrics(Role.FOLLOWER, 7), outcome=NotLeader(7, "10.0.0.7:7007")),
+        req("PUT", "/kv/k", b"v"),
+        node.sm,
+    )
+    assert r.status == 307 and r.json_body()["leader_http"] == "10.0.0.7:9999"
+
+
+def test_promote_a_learner_then_again() -> None:
+    node = leader_node()
+    call(node, post("/cluster/learners", {"id": 4, "raft": "127.0.0.1:7004"}))
+    r = call(node, post("/cluster/voters", {"ids": [4], "expected": "2-1-12"}))
+    assert r.status == 200
+    change, retain, expected, timeout = node.changes[-1]
+    assert change == mc.AddVoters({4: "127.0.0.1:7004"}) and not retain
+    assert expected == LogId(2, 1, 12) and timeout == 10.0
+    m = r.json_body()["membership"]
+    assert m["voter_ids"] == [1, 2, 3, 4] and m["learners"] == [] and not m["joint"]
+    # Already a voter: nothing to do, and the answer says so.
+    r = call(node, post("/cluster/voters", {"ids": [4]}))
+    assert r.status == 200 and len(node.changes) == 2
+    assert r.json_body()["changed"] is False and r.json_body()["log_id"] is None
+    assert "already voters" in r.json_body()["detail"]
+
+
+def test_promoting_a_non_member_is_refused() -> None:
+    node = leader_node()
+    r = call(node, post("/cluster/voters", {"ids": [4, 9]}))
+    assert r.status == 409 and r.json_body()["error"] == "invalid_membership_change"
+    assert "not members: [4, 9]" in r.json_body()["reason"]
+    assert node.changes == []
+
+
+def test_remove_a_voter_keeping_it_as_a_learner_then_forget_it() -> None:
+    node = leader_node()
+    r = call(node, req("DELETE", "/cluster/voters/2?retain=1"))
+    assert r.status == 200
+    assert node.changes[-1][:3] == (mc.RemoveVoters([2]), True, None)
+    m = r.json_body()["membership"]
+    assert m["voter_ids"] == [1, 3] and m["learners"] == [2]
+    # Removing it as a voter again: already so.
+    r = call(node, req("DELETE", "/cluster/voters/2"))
+    assert r.status == 200 and r.json_body()["changed"] is False and len(node.changes) == 1
+    r = call(node, req("DELETE", "/cluster/nodes/2"))
+    assert r.status == 200 and r.json_body()["changed"] is True
+    assert node.changes[-1][0] == mc.RemoveNodes([2])
+    assert "2" not in r.json_body()["membership"]["nodes"]
+    r = call(node, req("DELETE", "/cluster/nodes/2"))
+    assert r.status == 200 and r.json_body()["changed"] is False and len(node.changes) == 2
+
+
+def test_removing_an_added_node_also_forgets_its_addresses() -> None:
+    node = leader_node()
+    call(node, post("/cluster/learners", {"id": 4, "raft": "127.0.0.1:7004"}))
+    call(node, post("/cluster/voters", {"ids": [4]}))
+    assert node.sm is not None and node.sm.address(4) is not None
+    r = call(node, req("DELETE", "/cluster/voters/4"))
+    assert r.status == 200
+    assert "4" not in r.json_body()["membership"]["nodes"]
+    assert node.writes[-1] == ["forget", 4] and node.sm.address(4) is None
+
+
+def test_forgetting_a_voter_is_refused_by_the_engine() -> None:
+    r = call(leader_node(), req("DELETE", "/cluster/nodes/2"))
+    assert r.status == 409
+    assert r.json_body()["error"] == "invalid_membership_change"
+    assert "still voters" in r.json_body()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "fields"),
+    [
+        (MembershipChangeInProgress(), 409, "membership_change_in_progress", {}),
+        (InvalidMembershipChange("nope"), 409, "invalid_membership_change", {"reason": "nope"}),
+        (
+            MembershipMismatch(LogId(1, 1, 5), LogId(2, 1, 9)),
+            409,
+            "membership_mismatch",
+            {
+                "expected": {"term": 1, "node_id": 1, "index": 5},
+                "actual": {"term": 2, "node_id": 1, "index": 9},
+            },
+        ),
+        (Timeout(10.0), 503, "timeout", {}),
+        (LeadershipLost(3), 503, "leadership_lost", {}),
+        (ShuttingDown(), 503, "shutting_down", {}),
+        (NodeStopped("disk"), 500, "node_stopped", {"reason": "disk"}),
+        (NotLeader(None, None), 503, "no_leader", {}),
+    ],
+)
+def test_membership_errors_map_to_statuses(
+    error: ClientError, status: int, code: str, fields: dict[str, Any]
+) -> None:
+    node = leader_node(change_errors=[error])
+    r = call(node, req("DELETE", "/cluster/voters/2"))
+    body = r.json_body()
+    assert r.status == status and body["error"] == code, body
+    for k, v in fields.items():
+        assert body[k] == v
+    # A NotLeader naming the leader redirects like any other request.
+    node = leader_node(change_errors=[NotLeader(3, "127.0.0.1:7003")])
+    r = call(node, req("DELETE", "/cluster/voters/2"))
+    assert r.status == 307 and r.header("location") == "http://127.0.0.1:8003/cluster/voters/2"
+
+
+def test_status_and_cluster_show_voters_learners_and_joint() -> None:
+    joint = Membership(
+        ({1, 2, 3}, {1, 3, 4}),
+        {
+            1: "127.0.0.1:7001",
+            2: "127.0.0.1:7002",
+            3: "127.0.0.1:7003",
+            4: "127.0.0.1:7004",
+            5: "127.0.0.1:7005",
+        },
+    )
+    node = FakeNode(attrs.evolve(metrics(Role.FOLLOWER, 3), membership=joint))
+    s = call(node, req("GET", "/status")).json_body()
+    m = s["membership"]
+    assert m["voters"] == [[1, 2, 3], [1, 3, 4]] and m["voter_ids"] == [1, 2, 3, 4]
+    assert m["learners"] == [5] and m["joint"] is True
+    assert m["http"]["4"] == "127.0.0.1:8004"
+    c = call(node, req("GET", "/cluster")).json_body()
+    assert c == {
+        "node_id": 1,
+        "role": "follower",
+        "leader_id": 3,
+        "leader_http": "127.0.0.1:8003",
+        "membership": m,
+    }
+    # A node not yet in any cluster.
+    fresh = FakeNode(attrs.evolve(metrics(Role.LEARNER, None), membership=None))
+    assert call(fresh, req("GET", "/cluster")).json_body()["membership"] is None
+
+
+def test_serve_options_for_a_node_the_spec_does_not_list() -> None:
+    spec = parse_cluster("1=127.0.0.1:7001,2=127.0.0.1:7002")
+    with pytest.raises(ValueError, match="--raft"):
+        ServeOptions(node_id=4, cluster=spec, data_dir="d").resolved()
+    opts = ServeOptions(node_id=4, cluster=spec, data_dir="d", raft="127.0.0.1:7004").resolved()
+    assert opts.cluster[4] == NodeAddress(4, "127.0.0.1:7004", "127.0.0.1:8004")
+    assert opts.raft_listen == "127.0.0.1:7004" and opts.http_listen == "127.0.0.1:8004"
+    opts = ServeOptions(
+        node_id=4, cluster=spec, data_dir="d", raft="127.0.0.1:7004", http="0.0.0.0:9"
+    ).resolved()
+    assert opts.cluster[4].http == "0.0.0.0:9" and opts.http_listen == "0.0.0.0:9"
+    same = ServeOptions(node_id=1, cluster=spec, data_dir="d")
+    assert same.resolved() is same
 
 
 # -- the two socket loops over real sockets ----------------------------------------------------
@@ -604,3 +1004,132 @@ def test_pooled_connection_is_closed_when_its_exchange_times_out() -> None:
             await close_http_asyncio(server)
 
     asyncio.run(main())
+
+
+# -- membership through the client and the command line ------------------------------------------
+
+
+class FakeCluster:
+    """Two KvApi servers on real sockets in a background thread: node 1 (follower)
+    redirects to node 2 (leader), whose fake node changes the membership."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.leader_sm = KVStateMachine()
+        self.leader = FakeNode(attrs.evolve(metrics(Role.LEADER, 2), node_id=2), sm=self.leader_sm)
+        self.follower = FakeNode(attrs.evolve(metrics(Role.FOLLOWER, 2), node_id=1))
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    async def _start(self) -> list[asyncio.Server]:
+        from adapters.kv.server import serve_http_asyncio
+
+        servers = [await serve_http_asyncio(_unset, "127.0.0.1", 0) for _ in range(2)]
+        ports = [s.sockets[0].getsockname()[1] for s in servers]
+        self.spec = parse_cluster(
+            ",".join(f"{i + 1}=127.0.0.1:{7001 + i}/127.0.0.1:{p}" for i, p in enumerate(ports))
+        )
+        for server in servers:
+            server.close()
+        await asyncio.gather(*(s.wait_closed() for s in servers))
+        # Listen again on the same ports with the real handlers (which need the spec).
+        apis = [
+            KvApi(self.follower, KVStateMachine(), 1, self.spec),
+            KvApi(self.leader, self.leader_sm, 2, self.spec),
+        ]
+        return [
+            await serve_http_asyncio(api.handle, "127.0.0.1", port)
+            for api, port in zip(apis, ports, strict=True)
+        ]
+
+    @property
+    def cluster_arg(self) -> str:
+        return ",".join(f"{n}={a.raft}/{a.http}" for n, a in self.spec.items())
+
+    def close(self) -> None:
+        from adapters.kv.server import close_http_asyncio
+
+        async def stop() -> None:
+            for s in self.servers:
+                await close_http_asyncio(s)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+async def _unset(request: Request) -> Response:
+    return Response.json(500, {"error": "not ready"})
+
+
+@pytest.fixture
+def fake_cluster() -> Any:
+    cluster = FakeCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_client_membership_calls_follow_redirects_and_wait_out_a_change_in_progress(
+    fake_cluster: FakeCluster,
+) -> None:
+    leader = fake_cluster.leader
+    leader.change_errors = [MembershipChangeInProgress()]
+
+    async def main() -> None:
+        async with KvClient.for_cluster(fake_cluster.spec, deadline=5.0) as client:
+            answer = await client.add_learner(4, "127.0.0.1:7004", "127.0.0.1:8004", timeout=2)
+            assert answer["membership"]["learners"] == [4]
+            assert client.retries >= 2  # the follower's redirect, then the 409
+            answer = await client.promote([4])
+            assert answer["membership"]["voter_ids"] == [1, 2, 3, 4]
+            cluster = await client.cluster()
+            assert cluster["leader_id"] == 2 and cluster["membership"] == answer["membership"]
+            answer = await client.remove_node(1)
+            assert answer["changed"] and "1" not in answer["membership"]["nodes"]
+            answer = await client.remove_node(1)  # repeating it is harmless
+            assert not answer["changed"]
+            with pytest.raises(KvError) as info:
+                await client.promote([9])
+            assert info.value.status == 409
+
+    asyncio.run(main())
+    kinds = [type(c[0]).__name__ if not isinstance(c[0], str) else c[0] for c in leader.changes]
+    assert kinds == ["AddLearners", "add_learner", "AddVoters", "RemoveVoters"]
+
+
+def test_cli_membership_commands(
+    fake_cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adapters.kv.__main__ import main
+
+    spec = fake_cluster.cluster_arg
+    assert (
+        main(["add-node", "4", "127.0.0.1:7004", "--http", "127.0.0.1:9004", "--cluster", spec])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "node 4 is a learner, caught up" in out
+    assert "voters 1, 2, 3  learners 4  (uniform)" in out
+    assert "4 learner  raft 127.0.0.1:7004" in out and "http 127.0.0.1:9004" in out
+    assert main(["promote", "4", "--cluster", spec]) == 0
+    assert "voters 1, 2, 3, 4  learners -" in capsys.readouterr().out
+    assert main(["remove-node", "3", "--retain", "--cluster", spec]) == 0
+    out = capsys.readouterr().out
+    assert "node 3 removed as a voter, kept as a learner" in out
+    assert "voters 1, 2, 4  learners 3" in out
+    assert main(["remove-node", "3", "--cluster", spec, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["changed"] and "3" not in answer["membership"]["nodes"]
+    assert main(["status", "--cluster", spec]) == 0
+    out = capsys.readouterr().out
+    assert "membership (the leader): voters 1, 2, 4  learners -  (uniform)" in out
+    # A refused change: exit status 3 and the reason.
+    assert main(["promote", "9", "--cluster", spec, "--timeout", "2"]) == 3
+    assert "not members: [9]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["add-node", "4", "nohost", "--cluster", spec])

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from adapters.kv.state_machine import KVStateMachine, Rejected, check_command, delete, put
+from adapters.kv.state_machine import (
+    KVStateMachine,
+    Rejected,
+    check_command,
+    delete,
+    forget_node_address,
+    put,
+    set_node_address,
+)
 from raftcore.entries import blank, membership_entry, normal
 from raftcore.ids import ZERO_LOG_ID, LogId
 from raftcore.membership import Membership
@@ -91,3 +99,45 @@ def test_replaying_the_log_rebuilds_the_same_map() -> None:
     for e in log:  # one at a time, as after a restart with small apply batches
         b.apply([e])
     assert a.data == b.data
+
+
+def test_the_address_book_is_kept_apart_from_the_map() -> None:
+    sm = KVStateMachine()
+    results = sm.apply(
+        [
+            normal(lid(1), set_node_address(4, "10.0.0.4:7001", "10.0.0.4:8001")),
+            normal(lid(2), put("k", "v")),
+            normal(lid(3), set_node_address(4, "10.0.0.4:7001", "10.0.0.4:9001")),
+            normal(lid(4), forget_node_address(4)),
+            normal(lid(5), forget_node_address(4)),
+            normal(lid(6), set_node_address(5, "e:1", "e:2")),
+        ]
+    )
+    assert results == [
+        (1, None),
+        (2, None),
+        (3, ["10.0.0.4:7001", "10.0.0.4:8001"]),
+        (4, ["10.0.0.4:7001", "10.0.0.4:9001"]),
+        (5, None),
+        (6, None),
+    ]
+    assert sm.data == {"k": "v"} and len(sm) == 1
+    assert sm.address(4) is None and sm.address(5) == ("e:1", "e:2")
+
+
+def test_malformed_address_book_commands_are_rejected() -> None:
+    assert check_command(set_node_address(4, "a:1", "a:2")) is None
+    assert check_command(forget_node_address(4)) is None
+    for bad in (
+        ["node", 4, "a:1"],
+        ["node", 0, "a:1", "a:2"],
+        ["node", True, "a:1", "a:2"],
+        ["node", "4", "a:1", "a:2"],
+        ["node", 4, "a:1", 2],
+        ["forget"],
+        ["forget", -1],
+    ):
+        assert check_command(bad) is not None, bad
+    sm = KVStateMachine()
+    [(_, result)] = sm.apply([normal(lid(1), ["node", 4, "a:1", None])])
+    assert isinstance(result, Rejected) and sm.addresses == {}

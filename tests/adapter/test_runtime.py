@@ -16,6 +16,7 @@ from adapters.storage import MemoryLogStore, SqliteLogStore
 from raftcore.codec import EncodeError
 from raftcore.entries import Entry
 from raftcore.errors import (
+    ConfigError,
     InvalidMembershipChange,
     LocalProtocolError,
     MembershipMismatch,
@@ -406,5 +407,24 @@ def test_state_machine_failure_stops_the_node(kit: Kit) -> None:
                     await node.write("boom", timeout=WAIT)
                 with pytest.raises(NodeStopped):
                     await node.write("after", timeout=WAIT)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_node_info_the_transport_cannot_dial_is_refused_before_the_log(kit: Kit) -> None:
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            async with cluster(kit, 4, tcp=True, voters=3) as c:
+                leader = await c.leader([1, 2, 3])
+                last = leader.metrics().last_log_id
+                with pytest.raises(ConfigError, match="host:port"):
+                    await leader.add_learner(4, {"raft": "nowhere"}, timeout=WAIT)
+                assert leader.metrics().last_log_id == last  # nothing was proposed
+                await leader.add_learner(4, c.addrs[4], timeout=WAIT)
+                # The new member's address was known before the first append to
+                # it went out: nothing was dropped as "unknown peer".
+                assert leader.metrics().extra["transport"]["dropped_unknown_peer"] == 0
+                assert (await leader.write("ok", timeout=WAIT))[1] == "ok"
 
     kit.run(scenario)
