@@ -79,7 +79,7 @@ class EngineBase:
     stopped: str | None
     #: The ``now`` of the event being handled.
     _last_now: float
-    #: ``is_voter()`` of the effective membership, kept by ``_membership_changed``.
+    #: May this node campaign? Kept by ``_voter_status`` (see there).
     _self_voter: bool
     #: The randomized timeout drawn at the last reset.
     _election_timeout: float
@@ -156,16 +156,38 @@ class EngineBase:
     def _membership_changed(self) -> None:
         self.membership = self.memberships[-1][1] if self.memberships else None
         self.quorum = self.membership.quorum_set() if self.membership is not None else None
-        self._self_voter = self.membership is not None and self.membership.is_voter(self.node_id)
+        self._self_voter = self._voter_status()
         if self.role is Role.LEADER:
             self._sync_progress()
-        elif self.is_voter():
+        elif self._self_voter:
             if self.role is Role.LEARNER:
                 self.role = Role.FOLLOWER
                 self._reset_election_timer(self._last_now)
         elif self.role is not Role.LEARNER:
             self.role = Role.LEARNER
             self.election_deadline = None
+
+    def _voter_status(self) -> bool:
+        """May this node start elections (and so be a follower, not a learner)?
+
+        A voter of the effective membership may. So may a voter of the
+        previous membership while the effective one, which removes it, is not
+        known to be committed (Raft thesis 4.2.2): if only removed nodes hold
+        that entry, one of them has to lead to commit it, or the cluster waits
+        forever. Once it is known committed the node retires.
+        """
+        ms = self.memberships
+        if not ms:
+            return False
+        me = self.node_id
+        if ms[-1][1].is_voter(me):
+            return True
+        return len(ms) > 1 and ms[-1][0].index > self.committed.index and ms[-2][1].is_voter(me)
+
+    def _commit_advanced(self) -> None:
+        """Follower: a removing membership may have become known committed."""
+        if self._self_voter and not self._voter_status():
+            self._membership_changed()
 
     def is_voter(self, node_id: NodeId | None = None) -> bool:
         m = self.membership
@@ -222,7 +244,8 @@ class EngineBase:
     def _become_follower(self, now: float) -> None:
         if self.role is Role.LEADER:
             self._step_down()
-        self.role = Role.FOLLOWER if self.is_voter() else Role.LEARNER
+        self._self_voter = self._voter_status()
+        self.role = Role.FOLLOWER if self._self_voter else Role.LEARNER
         self.granted = set()
         self._reset_election_timer(now)
 

@@ -270,7 +270,7 @@ class Engine(MembershipHandler):
         self._emit(Stopped(ev.reason))
 
     def _on_trigger_election(self, ev: TriggerElection, now: float) -> None:
-        if self.is_voter():
+        if self._self_voter:
             self._start_election(now)
 
     def _on_trigger_heartbeat(self, ev: TriggerHeartbeat, now: float) -> None:

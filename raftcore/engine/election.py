@@ -12,7 +12,7 @@ from raftcore.state import Role
 class ElectionHandler(ApplyHandler):
     def _election_due(self, now: float) -> None:
         """The election timer fired."""
-        if not self.is_voter():
+        if not self._self_voter:
             self.election_deadline = None
             return
         if self.config.pre_vote and not self._sole_voter():
@@ -92,13 +92,15 @@ class ElectionHandler(ApplyHandler):
             )
         mode = self.config.leader_id_mode
         granted = False
-        m = self.membership
-        # A node outside our membership (removed, or never added) gets no vote:
-        # granting would adopt its term and disturb the cluster.
-        if (
-            (m is None or m.is_voter(sender))
-            and (req.transfer or not self._within_lease(sender, now))
-            and req.last_log_id >= self.log.last_log_id()
+        # A candidate outside our membership is not refused for that: a voter
+        # whose own membership lags would then refuse the new voters and the
+        # cluster could never elect. A removed node cannot disturb a live
+        # cluster anyway: the lease refuses it while a leader is heard from,
+        # it lacks the committed membership that removed it (so up-to-date
+        # voters refuse it on log grounds), and nothing here adopts the term
+        # of a refused candidate.
+        if (req.transfer or not self._within_lease(sender, now)) and (
+            req.last_log_id >= self.log.last_log_id()
         ):
             if req.pre_vote:
                 granted = vote_ge(v, self.vote, mode)

@@ -148,6 +148,8 @@ class FollowerHandler(ElectionHandler):
             assert lid is not None
             self.committed = lid
             self._advance_apply()
+            if self._self_voter:
+                self._commit_advanced()
 
     def _append_reply(
         self, req: AppendRequest, success: bool, matching: LogId, hint: int

@@ -78,12 +78,13 @@ class MembershipHandler(LeaderHandler):
 
     def _after_leader_commit(self) -> None:
         """The commit index moved: take the next step of a change, if due."""
+        m = self.membership
         if (
             self.membership_change is None
             and self.queued_change is None
-            and self._self_voter
-            and self.membership is not None
-            and not self.membership.is_joint
+            and m is not None
+            and not m.is_joint
+            and m.is_voter(self.node_id)
         ):
             return  # the usual case, on every commit: nothing to do
         if self._uncommitted_membership() or self.role is not Role.LEADER:

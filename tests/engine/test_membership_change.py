@@ -61,6 +61,14 @@ def responses(cmds: list[Command]) -> list[Respond]:
     return [c for c in cmds if isinstance(c, Respond)]
 
 
+def grants(cmds: list[Command]) -> list[bool]:
+    return [
+        c.message.granted
+        for c in cmds
+        if isinstance(c, Send) and isinstance(c.message, VoteResponse)
+    ]
+
+
 # -- computing the next membership ------------------------------------------------
 
 
@@ -212,12 +220,51 @@ def test_stepping_down_mid_change_answers_leadership_lost() -> None:
 # -- who may vote -------------------------------------------------------------------
 
 
-def test_vote_request_from_outside_the_membership_is_refused_without_a_term_change() -> None:
+def test_a_removed_node_cannot_disturb_a_live_cluster() -> None:
+    # REFERENCES bug 13's twin: a removed node that never learned of its
+    # removal campaigns with ever higher terms. While a leader is heard from,
+    # the lease refuses it; either way no refused candidate's term is taken.
     e = engine(1)
+    recv(e, 2, AppendRequest(Vote(1, 2, True), LogId(0, 0, 1), (), 0, 1, 0.0), 0.1)
+    flush(e, 0.1)
     before = e.vote
-    out = recv(e, 9, vote_request(7, 9, LogId(6, 9, 100)))
+    out = recv(e, 9, vote_request(7, 9, LogId(6, 9, 100)), 0.2)
     assert out == [Send(9, VoteResponse(before, False, Vote(7, 9, False), LogId(0, 0, 1)))]
     assert e.vote == before
+    # Lease over, but its log lacks what we have: refused on log grounds.
+    f = engine(1, entries=(blank(LogId(1, 2, 2)),))
+    out = recv(f, 9, vote_request(7, 9, LogId(0, 0, 1)), 5.0)
+    assert grants(out) == [False]
+    assert f.vote.term == 0
+
+
+def test_a_lagging_voter_still_votes_for_a_new_voter_it_does_not_know() -> None:
+    # A voter whose own membership is stale must not refuse the new voters on
+    # membership grounds: they could then never elect a leader.
+    e = engine(5, (1, 2, 5))  # its membership lags: 4 was added after it
+    recv(e, 4, vote_request(2, 4, LogId(1, 1, 5)), 5.0)
+    out = flush(e, 5.0)
+    assert e.vote == Vote(2, 4, False)
+    assert grants(out) == [True]
+
+
+def test_a_removed_voter_campaigns_until_its_removal_is_known_committed() -> None:
+    # Raft thesis 4.2.2: if only removed nodes hold the new membership entry,
+    # one of them must lead to commit it.
+    f = engine(3)
+    joint = next_membership(M123, RemoveVoters([3]), retain=False)
+    final = leave_joint(joint, retain=False)
+    entries = (
+        membership_entry(LogId(1, 1, 2), joint),
+        membership_entry(LogId(1, 1, 3), final),
+    )
+    recv(f, 1, AppendRequest(Vote(1, 1, True), LogId(0, 0, 1), entries, 2, 1, 0.0))
+    flush(f)
+    assert f.membership == final and not final.is_voter(3)
+    assert f.role is Role.FOLLOWER and f.next_deadline is not None  # may still campaign
+    # Told that the removing membership committed: it retires.
+    recv(f, 1, AppendRequest(Vote(1, 1, True), LogId(1, 1, 3), (), 3, 2, 0.1), 0.1)
+    assert f.metrics().role is Role.LEARNER and f.next_deadline is None
 
 
 def test_learner_never_campaigns_and_never_counts() -> None:
