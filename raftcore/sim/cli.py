@@ -4,6 +4,7 @@ Examples::
 
     python -m raftcore.sim --seed 7 --nodes 5 --steps 20000 --faults all
     python -m raftcore.sim --seeds 0:500 --json
+    python -m raftcore.sim --seeds 0:50 --faults churn,crash
     python -m raftcore.sim --seed 7 --trace trace.ndjson
     python -m raftcore.sim --demo
 
@@ -94,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=int, help="workload keys (default 3)")
     p.add_argument("--client-timeout", type=float, help="client timeout, virtual seconds")
     p.add_argument("--liveness-timeouts", type=float, help="recovery bound, in election timeouts")
+    p.add_argument(
+        "--spares",
+        type=int,
+        help="uninitialized extra nodes for membership churn (default 2 with churn, else 0)",
+    )
+    p.add_argument(
+        "--churn-interval",
+        type=float,
+        help="mean seconds between membership change requests (default: half the fault interval)",
+    )
     p.add_argument("--timeouts", type=_timeouts, help="election MIN:MAX:HEARTBEAT seconds")
     p.add_argument("--no-linearizability", action="store_true", help="skip the history check")
     p.add_argument(
@@ -122,6 +133,8 @@ def _options(args: argparse.Namespace, seed: int) -> SimOptions:
         "keys": "keys",
         "client_timeout": "client_timeout",
         "liveness_timeouts": "liveness_timeouts",
+        "spares": "spares",
+        "churn_interval": "churn_interval",
     }
     for arg, field in simple.items():
         value = getattr(args, arg)

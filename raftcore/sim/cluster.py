@@ -20,12 +20,22 @@ A run has three phases:
    a write answered, and within as long again every node must apply it.
 3. *check*: the client history is checked for linearizability.
 
+With ``churn`` the cluster also has ``spares`` uninitialized nodes and a
+``ChurnClient`` (``raftcore.sim.churn``) changes the membership all along
+the faults phase; liveness and catch-up are then judged on the final
+committed membership.
+
 The driver also checks the client protocol: every request is answered at
 most once, by the node incarnation that holds it; an OK answer comes only
 after that node applied the entry; a request refused with ``NotLeader`` is
 never applied anywhere (checked for payloads sent exactly once, which every
-put is). A node asking to be woken again and again at one instant without
+put is); a membership change answered OK names its committed final
+membership. A node asking to be woken again and again at one instant without
 progress is reported as a busy loop.
+
+``Simulation(..., manual=ManualTiming())`` builds a simulation without the
+seeded scheduler, for ``raftcore.sim.manual.SimControl`` to drive step by
+step (fixed delays, no random timing anywhere).
 
 Driving rules (the engine contract): storage commands run in order into the
 node's volatile view and become durable after a short random delay, reported
@@ -61,6 +71,7 @@ from raftcore.entries import EntryKind
 from raftcore.errors import ClientError, NotInitialized, NotLeader, RemoteProtocolError
 from raftcore.events import (
     Applied,
+    ChangeMembership,
     ClientWrite,
     ClientWriteBatch,
     Event,
@@ -73,8 +84,9 @@ from raftcore.events import (
     Wakeup,
 )
 from raftcore.ids import LogId, NodeId, Vote, vote_gt
-from raftcore.membership import Membership
+from raftcore.membership import Change, Membership
 from raftcore.messages import Message
+from raftcore.sim.churn import ChurnClient, ChurnRecord
 from raftcore.sim.invariants import InvariantChecker, InvariantViolation, LeaderTerm
 from raftcore.sim.kv import KvCodec, KvStateMachine, StateMachine, StateMachineFactory, TupleKvCodec
 from raftcore.sim.linearizability import HistoryRecorder, Op, check_history
@@ -104,11 +116,13 @@ class SimEngine(Protocol):
     def role(self) -> Role: ...
     @property
     def next_deadline(self) -> float | None: ...
+    @property
+    def membership(self) -> Membership | None: ...
     def handle(self, event: Event, now: float) -> list[Command]: ...
     def metrics(self) -> Metrics: ...
 
 
-__all__ = ["SimResult", "Simulation", "TraceSink"]
+__all__ = ["ManualTiming", "SimResult", "Simulation", "TraceSink"]
 
 #: Receives one dict per trace record (steps, faults, restarts).
 TraceSink = Callable[[dict[str, Any]], None]
@@ -120,6 +134,24 @@ _CHAOS_KINDS = (("net", 3), ("partition", 3), ("crash", 3), ("election", 1))
 _BUSY_LOOP = 64
 #: Client requests reaching a node within this window form one batch.
 _BATCH_WINDOW = 0.001
+#: A missed liveness deadline is reported after this many windows in all,
+#: saying whether the cluster recovered late (and when) or not at all.
+_OVERTIME = 10
+
+
+@attrs.frozen
+class ManualTiming:
+    """Fixed delays for a manually driven simulation (``raftcore.sim.manual``).
+
+    Every message arrives ``latency`` after it is sent unless dropped or
+    delivered earlier by hand; storage writes become durable ``flush_delay``
+    after the step that issued them (``None``: only by explicit flushes), all
+    at once; ``Applied`` follows ``apply_delay`` after ``Apply``.
+    """
+
+    latency: float = 0.001
+    flush_delay: float | None = 0.001
+    apply_delay: float = 0.0
 
 
 @attrs.frozen
@@ -142,6 +174,10 @@ class SimResult:
     #: Virtual seconds from heal to the first answered write (None: never).
     recovery_time: float | None
     linearizability_checked: bool
+    #: Every membership change request (with ``churn``) and its outcome.
+    churn: tuple[ChurnRecord, ...] = ()
+    #: The committed membership at the end of the run.
+    final_membership: Membership | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,8 +199,17 @@ class SimResult:
             f"pre_vote={'on' if self.options.pre_vote else 'off'} steps={self.steps} "
             f"vtime={self.virtual_time:.2f}s elections={self.elections} "
             f"committed={self.committed} ops={len(self.history)} recovery={rec} "
-            f"digest={self.trace_digest[:16]}"
+            + (
+                f"changes={self.stats.get('churn_ok', 0)} voters={self._voters()} "
+                if self.churn
+                else ""
+            )
+            + f"digest={self.trace_digest[:16]}"
         )
+
+    def _voters(self) -> str:
+        m = self.final_membership
+        return ",".join(map(str, sorted(m.voter_ids()))) if m is not None else "-"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,6 +231,9 @@ class SimResult:
             "pre_vote": self.options.pre_vote,
             "options": self.options.as_dict(),
             "stats": self.stats,
+            "final_voters": (
+                sorted(self.final_membership.voter_ids()) if self.final_membership else None
+            ),
             "replay": self.replay_command(),
         }
 
@@ -256,6 +304,10 @@ class _View:
     def durable_log_id_at(self, node: NodeId, index: int) -> LogId | None:
         return self._nodes[node].storage.durable_log_id_at(index)
 
+    def memberships(self, node: NodeId, durable: bool = False) -> list[tuple[LogId, Membership]]:
+        st = self._nodes[node].storage
+        return st.durable_memberships if durable else st.memberships
+
 
 class Simulation:
     """One seeded run. ``Simulation(SimOptions(seed=7)).run()`` -> ``SimResult``.
@@ -265,6 +317,7 @@ class Simulation:
     ``trace`` receives every step as a dict (the CLI writes them as NDJSON).
     ``engine`` builds each node's engine, called like ``Engine(node_id, config,
     recovered, rng, now=...)``: pass a wrapper (see ``SimEngine``) to test a variant.
+    ``manual`` turns the seeded scheduler off (see ``raftcore.sim.manual``).
     """
 
     def __init__(
@@ -275,6 +328,7 @@ class Simulation:
         codec: KvCodec | None = None,
         trace: TraceSink | None = None,
         engine: Callable[..., SimEngine] = Engine,
+        manual: ManualTiming | None = None,
     ) -> None:
         if options is None:
             options = SimOptions()
@@ -296,10 +350,13 @@ class Simulation:
         self._stop = False
         self._ran = False
 
+        self.manual = manual
         self.nodes: dict[NodeId, _Node] = {}
-        for n in range(1, opts.nodes + 1):
+        for n in range(1, opts.nodes + opts.spares + 1):
             self.nodes[n] = _Node(n, SimStorage(n, self.rng.fork(f"storage-{n}")), self.rng.fork(n))
         self._node_ids = tuple(self.nodes)
+        #: The voters of the initial membership (the rest are spares).
+        self.initial_voters = tuple(range(1, opts.nodes + 1))
         self.checker = InvariantChecker(opts.leader_id_mode, _View(self.nodes))
 
         faults = opts.faults
@@ -338,6 +395,24 @@ class Simulation:
             interval=opts.heartbeat_interval,
             timeout=opts.client_timeout / 2,
         )
+        self.churn: ChurnClient | None = None
+        if opts.churn and manual is None:
+            self.churn = ChurnClient(
+                self,
+                self.rng.fork("churn"),
+                self._node_ids,
+                interval=opts.churn_interval,
+                timeout=2 * opts.client_timeout,
+            )
+        #: Change requests an engine may answer: request id -> (change, retain).
+        self._change_requests: dict[Hashable, tuple[Change, bool]] = {}
+        #: OK change answers of the current step, checked once it is observed.
+        self._change_answers: list[tuple[NodeId, Change, bool, Any]] = []
+        #: Manual driving: messages in flight by id, and who hears answers.
+        self._in_flight: dict[int, tuple[NodeId, NodeId, Message, float]] = {}
+        self._next_msg = 0
+        self.on_answer: Callable[[Hashable, Any, ClientError | None], None] | None = None
+        self.on_unanswered: Callable[[Hashable, str], None] | None = None
         self._request_ids = 0
         #: request id -> (node, incarnation) for requests an engine holds.
         self._inflight: dict[Hashable, tuple[NodeId, int]] = {}
@@ -350,6 +425,9 @@ class Simulation:
         self._refused_data: set[Any] = set()
         self.heal_time: float | None = None
         self.recovery_time: float | None = None
+        #: ``(step, time, text)`` of a missed liveness deadline, reported once
+        #: the run knows whether the cluster recovers late or never.
+        self._overdue: tuple[int, float, str] | None = None
         self._catchup_target = 0
         self._catchup_deadline = math.inf
         self._catchup_window = 0.0
@@ -375,12 +453,43 @@ class Simulation:
         return self._request_ids
 
     def submit(self, node: NodeId, request_id: Hashable, data: Any) -> None:
-        self._request_data[request_id] = data
-        with contextlib.suppress(TypeError):  # unhashable payloads are not tracked
-            self._data_count[data] = self._data_count.get(data, 0) + 1
+        self._track_request(request_id, data)
         self.schedule(
             self.client_rng.uniform(0.0001, 0.002), self._client_arrive, node, request_id, data
         )
+
+    def _track_request(self, request_id: Hashable, data: Any) -> None:
+        self._request_data[request_id] = data
+        with contextlib.suppress(TypeError):  # unhashable payloads are not tracked
+            self._data_count[data] = self._data_count.get(data, 0) + 1
+
+    # -- driver protocol (for the churn client) -----------------------------------
+
+    def submit_change(
+        self,
+        node: NodeId,
+        request_id: Hashable,
+        change: Change,
+        retain: bool,
+        expected: LogId | None,
+    ) -> None:
+        ev = ChangeMembership(request_id, change, retain, expected)
+        self.schedule(self.client_rng.uniform(0.0001, 0.002), self._change_arrive, node, ev)
+
+    def membership_of(self, node: NodeId) -> Membership | None:
+        n = self.nodes.get(node)
+        if n is None or not n.alive or n.engine is None:
+            return None
+        return n.engine.membership
+
+    def committed_membership(self) -> tuple[LogId, Membership] | None:
+        return self.checker.committed_membership
+
+    def find_leader(self) -> NodeId | None:
+        return self._find_leader()
+
+    def note(self, kind: str, text: str) -> None:
+        self._note(kind, text)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -426,6 +535,8 @@ class Simulation:
         self.steps += 1
         checker = self.checker
         checker.at(self.steps, now, node.id)
+        # What the step decides with: its commit counts under this membership.
+        before = eng.membership
         try:
             cmds = eng.handle(event, local)
         except RemoteProtocolError as e:
@@ -451,12 +562,22 @@ class Simulation:
                 }
             )
         applied = self._execute(node, cmds) if cmds else None
-        checker.on_state(
-            node.id, eng.role, eng.vote, eng.committed, lambda: eng.metrics().membership
-        )
+        checker.on_state(node.id, eng.role, eng.vote, eng.committed, lambda: before)
         if applied:
             for entries, results in applied:
                 checker.on_apply(node.id, entries, results)
+        checker.after_step(node.id, eng.role, eng.committed, eng.membership)
+        if self._change_answers:
+            for nid, change, retain, result in self._change_answers:
+                try:
+                    lid, m = result
+                except (TypeError, ValueError):
+                    checker.violation(
+                        "change-answer", f"change {change!r} answered OK with {result!r}", nid
+                    )
+                    continue
+                checker.on_change_answer(nid, change, retain, lid, m)
+            self._change_answers.clear()
         if not node.alive:  # stopped
             return
         storage = node.storage
@@ -470,10 +591,15 @@ class Simulation:
             self._schedule_restart(node)
         else:
             if storage.pending and not storage.flush_scheduled:
-                storage.flush_scheduled = True
-                self._push(now + storage.next_flush_delay(), self._flush, (node, storage.epoch))
+                manual = self.manual
+                if manual is None:
+                    storage.flush_scheduled = True
+                    self._push(now + storage.next_flush_delay(), self._flush, (node, storage.epoch))
+                elif manual.flush_delay is not None:
+                    storage.flush_scheduled = True
+                    self._push(now + manual.flush_delay, self._flush, (node, storage.epoch))
             self._arm_timer(node, woke=isinstance(event, Wakeup))
-        if checker.violations and self.options.stop_on_violation:
+        if checker.violations and self.options.stop_on_violation and self.manual is None:
             self._stop = True
         if self.phase is _FAULTS and self.steps >= self.options.steps:
             self.phase = _HEALING
@@ -534,8 +660,31 @@ class Simulation:
             self.checker.violation("bad-send", f"message to {to}: {msg!r}")
             return
         self.checker.on_send(node.id, msg, node.storage.durable_vote)
+        if self.manual is not None:
+            self._send_manual(node.id, to, msg)
+            return
         for delay in self.network.plan(node.id, to):
             self._push(self._now + delay, self._deliver, (to, node.id, msg))
+
+    def _send_manual(self, src: NodeId, dst: NodeId, msg: Message) -> None:
+        """Manual driving: the message waits in ``_in_flight`` until it arrives
+        after the fixed latency, or is delivered, duplicated or dropped by hand."""
+        assert self.manual is not None
+        net = self.network
+        net.sent += 1
+        if not net.connected(src, dst):
+            net.cut_drops += 1
+            return
+        self._next_msg += 1
+        mid = self._next_msg
+        due = self._now + self.manual.latency
+        self._in_flight[mid] = (src, dst, msg, due)
+        self._push(due, self._arrive, (mid,))
+
+    def _arrive(self, mid: int) -> None:
+        rec = self._in_flight.pop(mid, None)
+        if rec is not None:
+            self._deliver(rec[1], rec[0], rec[2])
 
     def _apply(self, node: _Node, cmd: Apply) -> dict[int, Any]:
         sm = node.sm
@@ -558,7 +707,8 @@ class Simulation:
                             f"applied {e.log_id} whose request was refused with NotLeader",
                         )
         event = Applied(cmd.entries[-1].log_id, tuple(results.items()))
-        t = max(self._now + node.rng.uniform(0.0, 0.001), node.applied_at)
+        delay = node.rng.uniform(0.0, 0.001) if self.manual is None else self.manual.apply_delay
+        t = max(self._now + delay, node.applied_at)
         node.applied_at = t
         self._push(t, self._applied, (node, node.incarnation, event))
         return results
@@ -574,7 +724,15 @@ class Simulation:
             self.checker.violation("client-protocol", f"answered a request held by {held}: {cmd!r}")
             return
         self._answered.add(rid)
-        self._check_answer(node, cmd)
+        change = self._change_requests.pop(rid, None)
+        if change is not None:
+            if cmd.error is None:
+                self._change_answers.append((node.id, change[0], change[1], cmd.result))
+        else:
+            self._check_answer(node, cmd)
+        if self.manual is not None:
+            self._client_answer(rid, cmd.result, cmd.error)
+            return
         self.schedule(
             self.client_rng.uniform(0.0001, 0.002), self._client_answer, rid, cmd.result, cmd.error
         )
@@ -642,14 +800,16 @@ class Simulation:
         self.network.delivered += 1
         self._handle(node, MessageReceived(src, msg))
 
-    def _flush(self, node: _Node, epoch: int) -> None:
+    def _flush(self, node: _Node, epoch: int, count: int | None = None) -> None:
         storage = node.storage
         if epoch != storage.epoch or not node.alive:
             return
         if self._deferred(node, self._flush, (node, epoch)):
             return
         storage.flush_scheduled = False
-        done = storage.flush()
+        if count is None and self.manual is not None:
+            count = len(storage.pending)
+        done = storage.flush() if count is None else storage.flush(count)
         if not done:
             return
         self.checker.at(self.steps, self._now, node.id)
@@ -691,15 +851,47 @@ class Simulation:
         else:
             self._handle(node, ClientWriteBatch(tuple(batch)))
 
+    def _change_arrive(self, nid: NodeId, ev: ChangeMembership) -> None:
+        node = self.nodes[nid]
+        rid = ev.request_id
+        if not node.alive:
+            self._client_refused(rid)
+            return
+        if self._deferred(node, self._change_arrive, (nid, ev)):
+            return
+        self._inflight[rid] = (node.id, node.incarnation)
+        self._change_requests[rid] = (ev.change, ev.retain)
+        self._handle(node, ev)
+
     def _client_refused(self, rid: Hashable) -> None:
-        if self.probe.owns(rid):
+        self._change_requests.pop(rid, None)
+        if self.on_unanswered is not None:
+            self.on_unanswered(rid, "refused")
+        elif self.probe.owns(rid):
             self.probe.on_refused(rid)
+        elif self.churn is not None and self.churn.owns(rid):
+            self.churn.on_refused(rid)
         else:
             self.workload.on_refused(rid)
 
+    def _client_lost(self, rid: Hashable) -> None:
+        self._change_requests.pop(rid, None)
+        if self.on_unanswered is not None:
+            self.on_unanswered(rid, "lost")
+        elif self.probe.owns(rid):
+            self.probe.on_lost(rid)
+        elif self.churn is not None and self.churn.owns(rid):
+            self.churn.on_lost(rid)
+        else:
+            self.workload.on_lost(rid)
+
     def _client_answer(self, rid: Hashable, result: Any, error: ClientError | None) -> None:
-        if self.probe.owns(rid):
+        if self.on_answer is not None:
+            self.on_answer(rid, result, error)
+        elif self.probe.owns(rid):
             self.probe.on_response(rid, result, error)
+        elif self.churn is not None and self.churn.owns(rid):
+            self.churn.on_response(rid, result, error)
         else:
             self.workload.on_response(rid, result, error)
 
@@ -731,7 +923,7 @@ class Simulation:
         self.checker.on_restart(node.id, node.engine.vote)
         self._arm_timer(node, woke=False)
 
-    def _crash(self, node: _Node) -> None:
+    def _crash(self, node: _Node, keep: int | None = None) -> None:
         node.alive = False
         node.engine = None
         node.sm = None
@@ -742,7 +934,7 @@ class Simulation:
         node.paused_until = 0.0
         refused, node.client_queue = node.client_queue, []
         self.crashes += 1
-        kept = node.storage.crash()
+        kept = node.storage.crash() if keep is None else node.storage.crash(keep=keep)
         self.checker.at(self.steps, self._now, node.id)
         self.checker.on_durable(
             node.id,
@@ -753,10 +945,7 @@ class Simulation:
         lost = [rid for rid, (n, _) in self._inflight.items() if n == node.id]
         for rid in lost:
             del self._inflight[rid]
-            if self.probe.owns(rid):
-                self.probe.on_lost(rid)
-            else:
-                self.workload.on_lost(rid)
+            self._client_lost(rid)
         for rid, _ in refused:  # never reached the engine
             self._client_refused(rid)
 
@@ -881,6 +1070,14 @@ class Simulation:
     def _crash_fault(self, r: Rng) -> None:
         alive = [n for n in self.nodes.values() if n.alive and not n.crash_on_write]
         down = len(self.nodes) - len(alive)
+        limit = max(1, len(self.nodes) // 2)
+        if self.churn is not None:
+            # Keep a quorum of the current voters up (spares and removed nodes
+            # do not count), so that changes can still commit.
+            voters = self._voters()
+            up = {a.id for a in alive}
+            down = sum(1 for n in voters if n not in up)
+            limit = max(1, len(voters) // 2)
         leader = self._find_leader()
         if r.chance(0.3):
             candidates = [n for n in alive if n.paused_until <= self._now]
@@ -894,7 +1091,7 @@ class Simulation:
             self.faults_injected += 1
             self._note("fault", f"node {node.id} paused for {dur:.2f}s")
             return
-        if not alive or down >= max(1, len(self.nodes) // 2):
+        if not alive or down >= limit:
             return
         target = self.nodes[leader] if leader is not None and r.chance(0.4) else r.choice(alive)
         self.faults_injected += 1
@@ -950,8 +1147,24 @@ class Simulation:
 
     # -- phases ---------------------------------------------------------------------------------
 
+    def _voters(self) -> frozenset[NodeId]:
+        """The voters of the newest committed membership (initially: every voter)."""
+        mc = self.checker.committed_membership
+        return mc[1].voter_ids() if mc is not None else frozenset(self.initial_voters)
+
+    def _members(self) -> list[_Node]:
+        """The nodes that must catch up: with churn, the members of the newest
+        committed membership (removed nodes receive nothing more)."""
+        mc = self.checker.committed_membership
+        if self.churn is None or mc is None:
+            return list(self.nodes.values())
+        ids = mc[1].node_ids()
+        return [n for n in self.nodes.values() if n.id in ids]
+
     def _heal(self) -> None:
         self.heal_time = self._now
+        if self.churn is not None:
+            self.churn.stop()
         leader = self._find_leader()
         if leader is not None and "crash" in self.options.faults and self.chaos_rng.chance(0.5):
             # Make recovery start from a lost leader, not a comfortable one.
@@ -975,12 +1188,81 @@ class Simulation:
             return
         leader = self._find_leader()
         what = "no leader" if leader is None else f"leader {leader} but no write answered"
-        self._violation(
-            "liveness",
+        self._overdue = (
+            self.steps,
+            self._now,
             f"{what} within {self._now - (self.heal_time or 0.0):.3f}s after healing "
             f"({self.probe.attempts} attempt(s))",
         )
+        # Run on a while, to tell a slow recovery from none at all.
+        window = self.options.liveness_timeouts * self.options.election_timeout_max
+        self.schedule(window * (_OVERTIME - 1), self._liveness_final)
+
+    def _report_overdue(self, outcome: str) -> None:
+        assert self._overdue is not None
+        step, t, text = self._overdue
+        self.checker.at(step, t, None)
+        self.checker.violation("liveness", f"{text}; {outcome}")
         self._stop = True
+
+    def _liveness_final(self) -> None:
+        if self.recovery_time is not None or self.phase is _DONE:
+            return
+        leader = self._find_leader()
+        since = self._now - (self.heal_time or 0.0)
+        if leader is None:
+            self._report_overdue(f"still no leader after {since:.3f}s" + self._diagnose_no_leader())
+        else:
+            self._report_overdue(f"leader {leader} but still no write answered after {since:.3f}s")
+
+    def _diagnose_no_leader(self) -> str:
+        """What the cluster's state says about a missing leader.
+
+        A candidate (a live node the engine lets campaign: a voter of its own
+        membership, or one whose removal is not yet committed) needs an
+        election quorum of its membership; Raft lets a voter refuse it only
+        when the voter's own log is newer. Two shapes are named:
+
+        - *the newest log is on nodes that never campaign*: they are not
+          voters of their own membership and no candidate's log is as new,
+          so every candidate is refused on log grounds;
+        - *candidate c could win on logs alone*: an election quorum of its
+          membership has logs no newer than its own, so something else keeps
+          refusing it (its membership, a lease, term races between
+          candidates).
+        """
+        live: dict[NodeId, tuple[Membership | None, LogId, Role]] = {}
+        for node in self.nodes.values():
+            eng = node.engine
+            if node.alive and eng is not None:
+                live[node.id] = (eng.membership, node.storage.last_log_id(), eng.role)
+        campaigning = (Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE)
+        candidates: list[tuple[NodeId, LogId]] = []
+        could_win: list[str] = []
+        for c, (m, last, role) in sorted(live.items()):
+            if m is None or role not in campaigning:
+                continue
+            candidates.append((c, last))
+            voters = m.voter_ids()
+            log_ok = {c} | {v for v in voters if v in live and live[v][1] <= last}
+            if m.quorum_set().is_election_quorum(log_ok):
+                could_win.append(f"{c} (logs allow {','.join(map(str, sorted(log_ok)))})")
+        out = ""
+        best = max((last for _, last in candidates), default=None)
+        ahead = [
+            n
+            for n, (m, last, role) in sorted(live.items())
+            if role not in campaigning and m is not None and (best is None or last > best)
+        ]
+        if ahead:
+            out += (
+                "; the newest log is on nodes that never campaign: "
+                f"{','.join(map(str, ahead))} (candidates: "
+                f"{','.join(str(c) for c, _ in candidates) or 'none'})"
+            )
+        if could_win:
+            out += "; could win on logs alone: " + " ".join(could_win)
+        return out
 
     def _on_probe_ok(self, leader: NodeId) -> None:
         assert self.heal_time is not None
@@ -989,6 +1271,11 @@ class Simulation:
             "liveness",
             f"write answered by leader {leader} {self.recovery_time:.3f}s after healing",
         )
+        if self._overdue is not None:
+            self._report_overdue(
+                f"recovered late: a write was answered {self.recovery_time:.3f}s after healing"
+            )
+            return
         self.workload.stop()
         self._catchup_target = self.checker.committed_index
         window = self.options.liveness_timeouts * self.options.election_timeout_max
@@ -1000,7 +1287,7 @@ class Simulation:
         target = self._catchup_target
         behind = {
             n.id: self.checker.applied_index(n.id)
-            for n in self.nodes.values()
+            for n in self._members()
             if self.checker.applied_index(n.id) < target
         }
         if not behind and self.workload.outstanding == 0:
@@ -1029,12 +1316,12 @@ class Simulation:
         self._ran = True
         opts = self.options
         self._digest.update(f"O|{opts.describe()}\n".encode())
-        for node in self.nodes.values():
-            self._start_node(node)
-        membership = Membership.of(self._node_ids)
-        first = self.nodes[1]
-        self._handle(first, Initialize(membership))
+        if self.manual is not None:
+            raise RuntimeError("a manually driven simulation has no run(); see SimControl")
+        self._boot()
         self.workload.start()
+        if self.churn is not None:
+            self.churn.start()
         if {k for k, _ in _CHAOS_KINDS} & opts.faults:
             self.schedule(self.chaos_rng.expovariate(opts.fault_interval), self._chaos)
         heap = self._heap
@@ -1048,6 +1335,8 @@ class Simulation:
                 )
                 break
         self.workload.abandon()
+        if self.churn is not None:
+            self.churn.abandon()
         violations = list(self.checker.violations)
         history = self.recorder.ops()
         lin_checked = False
@@ -1076,6 +1365,14 @@ class Simulation:
         }
         for outcome, count in self.workload.outcomes.items():
             stats[f"ops_{outcome.value}"] = count
+        churn: tuple[ChurnRecord, ...] = ()
+        if self.churn is not None:
+            churn = tuple(self.churn.records)
+            stats["churn_requests"] = len(churn)
+            for name, count in self.churn.outcomes.items():
+                stats[f"churn_{name}"] = count
+            stats["memberships_committed"] = len(self.checker.committed_memberships)
+        mc = self.checker.committed_membership
         return SimResult(
             options=opts,
             violations=tuple(violations),
@@ -1090,4 +1387,12 @@ class Simulation:
             stats=stats,
             recovery_time=self.recovery_time,
             linearizability_checked=lin_checked,
+            churn=churn,
+            final_membership=mc[1] if mc is not None else None,
         )
+
+    def _boot(self) -> None:
+        """Start every node; node 1 forms the cluster of the initial voters."""
+        for node in self.nodes.values():
+            self._start_node(node)
+        self._handle(self.nodes[1], Initialize(Membership.of(self.initial_voters)))

@@ -24,6 +24,9 @@ _PROPERTIES = (
     "persist before send",
     "leader commit rule",
     "client protocol",
+    "one membership change at a time",
+    "memberships share a config",
+    "effective membership",
 )
 
 
@@ -36,15 +39,22 @@ def narrate(result: SimResult, *, max_events: int = 80) -> list[str]:
         "",
         "What happened (virtual seconds):",
     ]
+    spares = f" (spares {o.nodes + 1}..{o.nodes + o.spares})" if o.spares else ""
     events: list[tuple[float, int, str]] = [
-        (0.0, 0, f"node 1 initializes the cluster {{1..{o.nodes}}}")
+        (0.0, 0, f"node 1 initializes the cluster {{1..{o.nodes}}}{spares}")
     ]
     for i, lt in enumerate(result.leaders):
         events.append((lt.time, 1 + i, f"node {lt.node} becomes leader (term {lt.vote.term})"))
     kinds = Counter[str]()
     for i, (t, kind, text) in enumerate(result.log):
         kinds[kind] += 1
-        label = {"fault": "FAULT ", "heal": "heal  ", "restart": "up    ", "liveness": "LIVE  "}
+        label = {
+            "fault": "FAULT ",
+            "heal": "heal  ",
+            "restart": "up    ",
+            "liveness": "LIVE  ",
+            "churn": "member",
+        }
         events.append((t, 100_000 + i, f"{label.get(kind, kind)} {text}"))
     events.sort()
     shown = events if len(events) <= max_events else events[: max_events - 10] + events[-10:]
@@ -67,6 +77,17 @@ def narrate(result: SimResult, *, max_events: int = 80) -> list[str]:
         f"{s['messages_duplicated']} duplicated, {s['messages_cut']} cut by partitions",
         f"  client ops: {len(ops)} ({by_outcome[Outcome.OK]} ok, {by_outcome[Outcome.FAIL]} "
         f"failed, {by_outcome[Outcome.UNKNOWN]} outcome unknown)",
+    ]
+    if "churn_requests" in s:
+        final = result.final_membership
+        voters = ",".join(map(str, sorted(final.voter_ids()))) if final else "-"
+        lines.append(
+            f"  membership changes: {s['churn_requests']} requested, {s['churn_ok']} done, "
+            f"{s['churn_not_leader']} sent to a non-leader, {s['churn_invalid']} invalid, "
+            f"{s['churn_in_progress']} refused while another ran; "
+            f"{s['memberships_committed']} membership entries committed, final voters {voters}"
+        )
+    lines += [
         "",
         "Checks:",
         f"  {s['invariant_checks']} invariant checks after every step: " + ", ".join(_PROPERTIES),

@@ -29,9 +29,38 @@ in O(1) per observation (amortized):
   restarts; **monotonic committed** per incarnation.
 - **quorum durability**: when the commit point advances, and after a crash or
   a durable truncation, the last committed entry is in the durable log of a
-  commit quorum of the membership.
+  commit quorum of the membership the committing leader counted with (its
+  effective membership before the step that committed).
 - **persist before send**: a granted vote is durable before the response is
   sent; an append acknowledged as matching is durable on the responder.
+
+Membership (checked after every step that appends a membership entry or
+moves the committed membership; ``C`` is the greatest index committed
+anywhere, i.e. the length of the global committed prefix):
+
+- **single change**: in every log, every membership entry but the last lies
+  at or below ``C`` — at most one membership change is uncommitted anywhere.
+  (Not "below the node's own commit index": a follower may hold a committed
+  joint entry and the final entry after it while its own commit index lags.)
+- **change rule**: a leader creates a membership entry only once an entry of
+  its own leader id is committed (REFERENCES bug 2).
+- **config chain**: in every log, consecutive membership entries share a
+  config — the same voters with the same kind of quorum (extended joint
+  consensus); so does the committed membership history.
+- **config overlap**: the newest memberships of all nodes whose log holds the
+  newest committed membership entry pairwise share a config (and share one
+  with it). A shared config is safe on its own (``check_safe``), so every
+  election quorum of one membership meets every commit quorum of the other:
+  no two of them can elect and commit independently. (Commit quorums need
+  not meet each other: with a flexible quorum they may not.) Nodes whose log
+  lacks that entry are behind a committed entry: they cannot win an election
+  (leader completeness) and are not counted.
+- **effective membership**: each engine's membership is the newest membership
+  entry of its own log (in effect on append; a truncation falls back).
+- **removed leader**: a leader whose membership, committed in its own view,
+  does not list it as a voter has stepped down by the end of that step.
+- **change answers**: a change answered OK names a committed, uniform
+  membership entry, which reflects the change asked for.
 """
 
 from __future__ import annotations
@@ -52,8 +81,19 @@ from raftcore.ids import (
     compare_leader,
     vote_ge,
 )
-from raftcore.membership import Membership
+from raftcore.membership import (
+    AddLearners,
+    AddVoters,
+    Change,
+    Membership,
+    RemoveNodes,
+    RemoveVoters,
+    ReplaceVoters,
+    SetQuorum,
+    UpdateNodes,
+)
 from raftcore.messages import AppendResponse, Message, VoteResponse
+from raftcore.quorum import Majority, quorum_from_spec
 from raftcore.state import Role
 
 __all__ = ["ClusterView", "InvariantChecker", "InvariantViolation", "LeaderTerm"]
@@ -84,6 +124,72 @@ class ClusterView(Protocol):
     def durable_log_id_at(self, node: NodeId, index: int) -> LogId | None:
         """The node's durable log entry id at ``index``; 0 -> ZERO_LOG_ID."""
         ...
+
+    def memberships(
+        self, node: NodeId, durable: bool = False
+    ) -> Sequence[tuple[LogId, Membership]]:
+        """The membership entries of the node's (volatile or durable) log, ascending."""
+        ...
+
+
+def config_keys(m: Membership) -> set[tuple[frozenset[NodeId], Any]]:
+    """A membership's configs as ``(voters, quorum spec)``; spec ``None``: majority."""
+    return {(c, m.config_spec(i)) for i, c in enumerate(m.configs)}
+
+
+def share_config(a: Membership, b: Membership) -> bool:
+    """Do ``a`` and ``b`` have a config in common: the same voters with the
+    same kind of quorum? Then every election quorum of one meets every commit
+    quorum of the other (each contains a quorum of the shared config, which
+    is safe on its own), so they cannot elect and commit independently."""
+    return not config_keys(a).isdisjoint(config_keys(b))
+
+
+def _configs(m: Membership) -> list[str]:
+    out = []
+    for i, c in enumerate(m.configs):
+        ids = ",".join(str(n) for n in sorted(c))
+        spec = m.config_spec(i)
+        out.append(f"{{{ids}}}" if spec is None else f"{spec[0]}{spec[2:] or ''}{{{ids}}}")
+    return out
+
+
+def change_problem(change: Change, retain: bool, result: Membership) -> str | None:
+    """Why ``result`` (a change's final membership) does not reflect ``change``."""
+    voters = result.voter_ids()
+    members = result.node_ids()
+    if isinstance(change, AddVoters):
+        missing = {n for n, _ in change.nodes} - voters
+        return f"voters {sorted(missing)} were not added" if missing else None
+    if isinstance(change, ReplaceVoters):
+        want = {n for n, _ in change.nodes}
+        return None if voters == want else f"voters are {sorted(voters)}, not {sorted(want)}"
+    if isinstance(change, AddLearners):
+        missing = {n for n, _ in change.nodes} - members
+        return f"members {sorted(missing)} were not added" if missing else None
+    if isinstance(change, RemoveVoters):
+        left = change.ids & voters
+        if left:
+            return f"voters {sorted(left)} were not removed"
+        if retain and not change.ids <= members:
+            return f"removed voters {sorted(change.ids - members)} were not retained"
+        if not retain and change.ids & members:
+            return f"removed voters {sorted(change.ids & members)} are still members"
+        return None
+    if isinstance(change, RemoveNodes):
+        left = change.ids & members
+        return f"nodes {sorted(left)} were not removed" if left else None
+    if isinstance(change, UpdateNodes):
+        wrong = [n for n, info in change.nodes if result.node_info(n) != info]
+        return f"node info of {wrong} was not updated" if wrong else None
+    if isinstance(change, SetQuorum):
+        q = quorum_from_spec(change.quorum)
+        spec = None if isinstance(q, Majority) else change.quorum
+        got = (result.configs, result.config_spec(0))
+        if got != ((q.voter_ids(),), spec):
+            return f"the voters are {_configs(result)}, not {q!r}"
+        return None
+    return None
 
 
 @attrs.frozen
@@ -141,6 +247,20 @@ class InvariantChecker:
         self.committed: list[LogId] = []
         #: The membership the last commit advance was judged under.
         self.commit_membership: Membership | None = None
+        #: ``(log id, membership)`` of every membership entry in the committed
+        #: prefix, ascending: the committed membership history.
+        self.committed_memberships: list[tuple[LogId, Membership]] = []
+        #: Leader ids ``(term, node)`` of the entries in the committed prefix.
+        self._committed_leaders: set[tuple[int, NodeId]] = set()
+        #: Membership entries appended in the current step: node -> how many.
+        self._step_memberships: dict[NodeId, int] = {}
+        #: Membership entries created (first appended anywhere) in this step.
+        self._step_created: list[tuple[NodeId, LogId]] = []
+        #: The newest membership entry of each node's log, as last seen.
+        self._newest_membership: dict[NodeId, LogId | None] = {}
+        self._overlap_dirty = False
+        #: Membership findings already reported (the sweeps see them again).
+        self._seen: set[tuple[object, ...]] = set()
         self._leader_of_id: dict[tuple[int, NodeId], NodeId] = {}
         self._leader_of_term: dict[int, NodeId] = {}
         self._results: dict[int, Any] = {}
@@ -183,6 +303,16 @@ class InvariantChecker:
     def elections(self) -> int:
         return len(self.leaders)
 
+    @property
+    def committed_membership(self) -> tuple[LogId, Membership] | None:
+        """The newest membership entry in the committed prefix."""
+        cm = self.committed_memberships
+        return cm[-1] if cm else None
+
+    def is_committed(self, lid: LogId) -> bool:
+        c = self.committed
+        return 1 <= lid.index <= len(c) and c[lid.index - 1] == lid
+
     # -- storage ----------------------------------------------------------------
 
     def on_append(self, node: NodeId, prev: LogId, entries: tuple[Entry, ...]) -> None:
@@ -201,9 +331,14 @@ class InvariantChecker:
                     f"entry {lid} follows {prev}: leader ids must not decrease along a log",
                     node,
                 )
+            if e.kind is EntryKind.MEMBERSHIP:
+                sm = self._step_memberships
+                sm[node] = sm.get(node, 0) + 1
             rec = known.get(lid)
             if rec is None:
                 known[lid] = (e, prev)
+                if e.kind is EntryKind.MEMBERSHIP:
+                    self._step_created.append((node, lid))
             else:
                 first, first_prev = rec
                 if first != e:
@@ -310,10 +445,12 @@ class InvariantChecker:
         t.committed = ZERO_LOG_ID
         t.applied_index = 0
         t.is_leader = False
+        self._overlap_dirty = True
 
     def on_crash(self, node: NodeId) -> None:
         t = self._track(node)
         t.is_leader = False
+        self._overlap_dirty = True
         self.check_commit_durable()
 
     def on_state(
@@ -324,7 +461,13 @@ class InvariantChecker:
         committed: LogId,
         membership: Callable[[], Membership | None],
     ) -> None:
-        """The engine's role, vote and commit point after a step."""
+        """The engine's role, vote and commit point after a step.
+
+        ``membership`` gives the membership the node counted with if this
+        step moves the global commit point: its effective membership before
+        the step (a leader appends the next membership entry only after the
+        commit that allows it, in the same step).
+        """
         self.checks += 1
         t = self._track(node)
         if vote != t.vote:
@@ -433,15 +576,203 @@ class InvariantChecker:
                 node,
             )
             return
+        entries = self._entries
+        leaders = self._committed_leaders
         for i in range(known + 1, idx + 1):
             lid = self.view.log_id_at(node, i)
             assert lid is not None
             self.committed.append(lid)
+            leaders.add((lid.term, lid.node_id))
+            rec = entries.get(lid)
+            if rec is not None and rec[0].kind is EntryKind.MEMBERSHIP:
+                self._on_membership_committed(lid, rec[0].data)
         self._commit_marks.append((t.vote.leader_id, idx))
         m = membership()
         if m is not None:
             self.commit_membership = m
         self.check_commit_durable()
+
+    def _on_membership_committed(self, lid: LogId, m: Membership) -> None:
+        cm = self.committed_memberships
+        if cm and not share_config(cm[-1][1], m):
+            self.violation(
+                "config-chain",
+                f"committed membership {lid} {_configs(m)} shares no voter config with the "
+                f"committed membership before it, {cm[-1][0]} {_configs(cm[-1][1])}",
+            )
+        cm.append((lid, m))
+        self._overlap_dirty = True
+
+    # -- membership ------------------------------------------------------------
+
+    def after_step(
+        self, node: NodeId, role: Role, committed: LogId, membership: Membership | None
+    ) -> None:
+        """End of one engine step of ``node``: check the membership invariants
+        for what the step changed. ``membership`` is the engine's effective one."""
+        view = self.view
+        ms = view.memberships(node)
+        newest = ms[-1] if ms else None
+        if newest is None:
+            if membership is not None:
+                self.violation(
+                    "membership-effective",
+                    f"engine membership {_configs(membership)} but no membership entry in its log",
+                    node,
+                )
+        elif membership is not newest[1] and membership != newest[1]:
+            self.violation(
+                "membership-effective",
+                f"engine membership {_configs(membership) if membership else None} is not the "
+                f"newest membership entry of its log, {newest[0]} {_configs(newest[1])}",
+                node,
+            )
+        appended = self._step_memberships.pop(node, 0)
+        if appended:
+            self.checks += 1
+            self._check_membership_log(node, ms, appended, "log")
+        if self._step_memberships:  # appended by another node: not expected
+            for other, k in list(self._step_memberships.items()):
+                self._check_membership_log(other, view.memberships(other), k, "log")
+            self._step_memberships.clear()
+        if self._step_created:
+            for creator, lid in self._step_created:
+                if lid.term > 0 and (lid.term, lid.node_id) not in self._committed_leaders:
+                    self.violation(
+                        "membership-change-rule",
+                        f"leader {(lid.term, lid.node_id)} created membership entry {lid} before "
+                        "any entry of its own was committed",
+                        creator,
+                    )
+            self._step_created.clear()
+        newest_id = newest[0] if newest is not None else None
+        if self._newest_membership.get(node) != newest_id:
+            self._newest_membership[node] = newest_id
+            self._overlap_dirty = True
+        if self._overlap_dirty:
+            self._overlap_dirty = False
+            self.check_config_overlap()
+        if (
+            role is Role.LEADER
+            and newest is not None
+            and not newest[1].is_voter(node)
+            and newest[0].index <= committed.index
+        ):
+            self.violation(
+                "removed-leader",
+                f"still leader after its membership {newest[0]} {_configs(newest[1])}, "
+                "which does not list it as a voter, committed",
+                node,
+            )
+
+    def _once(self, *key: object) -> bool:
+        """True the first time ``key`` is seen."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+    def _check_membership_log(
+        self, node: NodeId, ms: Sequence[tuple[LogId, Membership]], tail: int, which: str
+    ) -> None:
+        """Single change and config chain over the last ``tail`` membership
+        entries of a log (and the one before them)."""
+        c = len(self.committed)
+        n = len(ms)
+        start = max(0, n - tail - 1)
+        for i in range(start, n - 1):
+            lid, m = ms[i]
+            if lid.index > c:
+                if not self._once("single-change", node, which, lid, ms[n - 1][0]):
+                    break
+                self.violation(
+                    "single-change",
+                    f"{which} holds membership entry {lid} {_configs(m)} above the committed "
+                    f"index {c} and a later one, {ms[n - 1][0]} {_configs(ms[n - 1][1])}: two "
+                    "uncommitted membership changes",
+                    node,
+                )
+                break
+        for i in range(max(start, 1), n):
+            (a_id, a), (b_id, b) = ms[i - 1], ms[i]
+            if not share_config(a, b) and self._once("config-chain", node, which, a_id, b_id):
+                self.violation(
+                    "config-chain",
+                    f"{which} has membership {b_id} {_configs(b)} right after {a_id} "
+                    f"{_configs(a)}: no voter config in common (voters switched without a "
+                    "joint step)",
+                    node,
+                )
+
+    def check_config_overlap(self) -> None:
+        """The newest memberships of the nodes holding the newest committed
+        membership entry pairwise share a voter config (and share one with it)."""
+        mc = self.committed_membership
+        if mc is None:
+            return
+        self.checks += 1
+        mc_id, mc_m = mc
+        view = self.view
+        seen: dict[LogId, tuple[NodeId, Membership]] = {mc_id: (0, mc_m)}
+        for n in sorted(self._nodes):
+            if view.log_id_at(n, mc_id.index) != mc_id:
+                continue
+            ms = view.memberships(n)
+            if not ms:
+                continue
+            lid, m = ms[-1]
+            if lid in seen:
+                continue
+            for other_id, (holder, other) in seen.items():
+                if not share_config(m, other) and self._once("config-overlap", lid, other_id):
+                    whose = "the committed membership" if holder == 0 else f"node {holder}'s"
+                    self.violation(
+                        "config-overlap",
+                        f"node {n}'s membership {lid} {_configs(m)} shares no voter config with "
+                        f"{whose} {other_id} {_configs(other)}: an election quorum of one may "
+                        f"miss a commit quorum of the other (newest committed membership "
+                        f"{mc_id})",
+                        n,
+                    )
+            seen[lid] = (n, m)
+
+    def check_memberships(self) -> None:
+        """Every node's whole volatile and durable log: single change and config
+        chain (the manual driver's full sweep), then config overlap."""
+        view = self.view
+        for n in sorted(self._nodes):
+            for durable in (False, True):
+                ms = view.memberships(n, durable)
+                self._check_membership_log(n, ms, len(ms), "durable log" if durable else "log")
+        self.check_config_overlap()
+
+    def on_change_answer(
+        self, node: NodeId, change: Change, retain: bool, lid: LogId, m: Membership
+    ) -> None:
+        """``node`` answered a membership change OK with ``(lid, m)``."""
+        self.checks += 1
+        rec = self._entries.get(lid)
+        if not self.is_committed(lid):
+            self.violation(
+                "change-answer", f"change {change!r} answered with {lid}, not committed", node
+            )
+        elif rec is None or rec[0].kind is not EntryKind.MEMBERSHIP or rec[0].data != m:
+            self.violation(
+                "change-answer",
+                f"change {change!r} answered with {lid} {_configs(m)}, which is not that "
+                "membership entry",
+                node,
+            )
+        elif m.is_joint:
+            self.violation(
+                "change-answer", f"change {change!r} answered with joint {lid} {_configs(m)}", node
+            )
+        else:
+            problem = change_problem(change, retain, m)
+            if problem is not None:
+                self.violation(
+                    "change-answer", f"change {change!r} answered with {lid}: {problem}", node
+                )
 
     def check_commit_durable(self) -> None:
         """The last committed entry is durable on a commit quorum."""

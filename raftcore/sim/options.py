@@ -29,6 +29,7 @@ _FLAG_ATTRS = {
     "--keys": "keys",
     "--client-timeout": "client_timeout",
     "--liveness-timeouts": "liveness_timeouts",
+    "--spares": "spares",
 }
 
 
@@ -39,7 +40,17 @@ _FLAG_ATTRS = {
 #: pauses. ``drift``: per-node clock rate
 #: drift and offset. ``election``: forced elections (``TriggerElection``,
 #: which skips pre-vote and the leader lease) and forced heartbeats.
-FAULT_KINDS: tuple[str, ...] = ("net", "partition", "crash", "drift", "election")
+#: ``churn``: membership changes of every kind sent to the leader, over the
+#: initial voters and ``spares`` extra nodes (see ``raftcore.sim.churn``).
+FAULT_KINDS: tuple[str, ...] = ("net", "partition", "crash", "drift", "election", "churn")
+
+#: Spare nodes a run gets by default when ``churn`` is on (none otherwise).
+DEFAULT_SPARES = 2
+
+
+def default_churn_interval(fault_interval: float) -> float:
+    """Membership changes come twice as often as other faults, by default."""
+    return round(fault_interval / 2, 4)
 
 
 def parse_faults(spec: str | Iterable[str]) -> frozenset[str]:
@@ -97,6 +108,12 @@ class SimOptions:
     check_linearizability: bool = True
     #: Stop the run at the first safety violation.
     stop_on_violation: bool = True
+    #: Nodes beyond the initial voters, started uninitialized, for membership
+    #: churn to add (``None``: ``DEFAULT_SPARES`` with ``churn``, else 0).
+    spares: int | None = None
+    #: Mean virtual seconds between membership change requests (with ``churn``;
+    #: ``None``: half the fault interval).
+    churn_interval: float | None = None
 
     def resolve(self) -> ResolvedOptions:
         """Fill the open options from the seed."""
@@ -114,6 +131,12 @@ class SimOptions:
         nodes = self.nodes if self.nodes is not None else d_nodes
         if nodes < 1:
             raise ValueError(f"nodes must be >= 1, got {nodes}")
+        spares = self.spares
+        if spares is None:
+            spares = DEFAULT_SPARES if "churn" in self.faults else 0
+        if spares < 0:
+            raise ValueError(f"spares must be >= 0, got {spares}")
+        interval = self.fault_interval or d_interval
         return ResolvedOptions(
             seed=self.seed,
             nodes=nodes,
@@ -123,7 +146,7 @@ class SimOptions:
             pre_vote=self.pre_vote if self.pre_vote is not None else d_pre_vote,
             check_quorum=self.check_quorum if self.check_quorum is not None else d_check_quorum,
             max_entries_per_append=self.max_entries_per_append or d_max_entries,
-            fault_interval=self.fault_interval or d_interval,
+            fault_interval=interval,
             loss=self.loss if self.loss is not None else d_loss,
             dup=self.dup if self.dup is not None else d_dup,
             clock_drift=self.clock_drift,
@@ -136,6 +159,8 @@ class SimOptions:
             liveness_timeouts=self.liveness_timeouts,
             check_linearizability=self.check_linearizability,
             stop_on_violation=self.stop_on_violation,
+            spares=spares,
+            churn_interval=self.churn_interval or default_churn_interval(interval),
         )
 
 
@@ -164,6 +189,12 @@ class ResolvedOptions:
     liveness_timeouts: float
     check_linearizability: bool
     stop_on_violation: bool
+    spares: int = 0
+    churn_interval: float = 0.5
+
+    @property
+    def churn(self) -> bool:
+        return "churn" in self.faults
 
     def config(self) -> Config:
         return Config(
@@ -199,6 +230,7 @@ class ResolvedOptions:
             "clock_drift": self.clock_drift,
             "clients": self.clients,
             "keys": self.keys,
+            "spares": self.spares,
         }
 
     def describe(self) -> str:
@@ -209,6 +241,8 @@ class ResolvedOptions:
             f"faults={self.faults_spec()} steps={self.steps} "
             f"max_entries={self.max_entries_per_append} fault_interval={self.fault_interval} "
             f"loss={self.loss} dup={self.dup}"
+            + (f" spares={self.spares}" if self.spares else "")
+            + (f" churn_interval={self.churn_interval}" if self.churn else "")
         )
 
     def cli_args(self) -> list[str]:
@@ -230,7 +264,7 @@ class ResolvedOptions:
             "on" if self.check_quorum else "off",
         ]
         # Options the seed would choose anyway need no flag.
-        derived = SimOptions(seed=self.seed).resolve()
+        derived = SimOptions(seed=self.seed, faults=self.faults).resolve()
         extra: list[tuple[str, object]] = [
             ("--max-entries", self.max_entries_per_append),
             ("--fault-interval", self.fault_interval),
@@ -241,11 +275,14 @@ class ResolvedOptions:
             ("--keys", self.keys),
             ("--client-timeout", self.client_timeout),
             ("--liveness-timeouts", self.liveness_timeouts),
+            ("--spares", self.spares),
         ]
         for flag, value in extra:
             attr = _FLAG_ATTRS[flag]
             if getattr(derived, attr) != value:
                 args += [flag, repr(value) if isinstance(value, float) else str(value)]
+        if self.churn and self.churn_interval != default_churn_interval(self.fault_interval):
+            args += ["--churn-interval", repr(self.churn_interval)]
         if not self.check_linearizability:
             args.append("--no-linearizability")
         if (

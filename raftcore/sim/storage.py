@@ -16,14 +16,19 @@ acknowledgement was never delivered. A restarted node recovers from
 
 Storage also checks the storage-command contract (io ids increase, appends
 are contiguous with the log) and reports breaches as strings for the
-invariant checker.
+invariant checker, and keeps the membership entries of each view in order
+(``memberships``), which the membership invariants read after every step.
+
+Manual driving (``raftcore.sim.manual``) takes the randomness out: ``flush``
+and ``crash`` accept an exact count of pending writes to persist.
 """
 
 from __future__ import annotations
 
 from raftcore.commands import AppendLog, SaveVote, StorageCommand, TruncateLog
-from raftcore.entries import Entry
+from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, NodeId, Vote
+from raftcore.membership import Membership
 from raftcore.sim.rng import Rng
 from raftcore.state import RecoveredState
 
@@ -53,8 +58,19 @@ class FlushTiming:
         self.partial_prob = partial_prob
 
 
-def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand) -> Vote:
-    """Execute ``cmd`` on ``(log, vote)``; the log is changed in place."""
+#: ``(log id, membership)`` of each membership entry of a log, ascending.
+MembershipLog = list[tuple[LogId, Membership]]
+_MEMBERSHIP = EntryKind.MEMBERSHIP
+
+
+def _cut_memberships(mems: MembershipLog, since: int) -> None:
+    while mems and mems[-1][0].index >= since:
+        mems.pop()
+
+
+def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand, mems: MembershipLog) -> Vote:
+    """Execute ``cmd`` on ``(log, vote)``; the log and its membership list
+    ``mems`` are changed in place."""
     if isinstance(cmd, SaveVote):
         return cmd.vote
     if isinstance(cmd, AppendLog):
@@ -62,9 +78,14 @@ def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand) -> Vote:
             first = cmd.entries[0].log_id.index
             if first <= len(log):
                 del log[max(first - 1, 0) :]
+                _cut_memberships(mems, first)
             log.extend(cmd.entries)
+            for e in cmd.entries:
+                if e.kind is _MEMBERSHIP:
+                    mems.append((e.log_id, e.data))
         return vote
     del log[max(cmd.since - 1, 0) :]
+    _cut_memberships(mems, cmd.since)
     return vote
 
 
@@ -80,6 +101,9 @@ class SimStorage:
         self.durable_vote: Vote = INITIAL_VOTE
         self.durable_log: list[Entry] = []
         self.pending: list[StorageCommand] = []
+        #: Membership entries of the volatile and the durable log, ascending.
+        self.memberships: MembershipLog = []
+        self.durable_memberships: MembershipLog = []
         #: Bumped on every crash: flushes scheduled before it must be dropped.
         self.epoch = 0
         self.flush_scheduled = False
@@ -104,6 +128,10 @@ class SimStorage:
         if 1 <= index <= len(self.durable_log):
             return self.durable_log[index - 1].log_id
         return None
+
+    def last_membership(self) -> tuple[LogId, Membership] | None:
+        """The newest membership entry of the volatile log (the effective one)."""
+        return self.memberships[-1] if self.memberships else None
 
     def last_log_id(self) -> LogId:
         return self.log[-1].log_id if self.log else ZERO_LOG_ID
@@ -134,7 +162,7 @@ class SimStorage:
                         break
         elif isinstance(cmd, TruncateLog) and problem is None and cmd.since < 1:
             problem = f"TruncateLog since={cmd.since} < 1"
-        self.vote = _apply(self.log, self.vote, cmd)
+        self.vote = _apply(self.log, self.vote, cmd, self.memberships)
         self.pending.append(cmd)
         self.writes += 1
         return problem
@@ -145,37 +173,50 @@ class SimStorage:
             return self.rng.uniform(t.slow_min, t.slow_max)
         return self.rng.uniform(t.min_delay, t.max_delay)
 
-    def flush(self) -> list[StorageCommand]:
+    def _persist(self, cmds: list[StorageCommand]) -> None:
+        for cmd in cmds:
+            self.durable_vote = _apply(
+                self.durable_log, self.durable_vote, cmd, self.durable_memberships
+            )
+
+    def flush(self, count: int | None = None) -> list[StorageCommand]:
         """Make a prefix of the pending commands durable (usually all of them).
 
-        Returns the commands made durable, in order; the driver reports
-        ``IoFlushed(last.io_id)``.
+        ``count`` fixes how many (at most); otherwise the storage's random
+        stream decides (sometimes a partial flush). Returns the commands made
+        durable, in order; the driver reports ``IoFlushed(last.io_id)``.
         """
         n = len(self.pending)
         if n == 0:
             return []
-        if n > 1 and self.rng.chance(self.timing.partial_prob):
+        if count is not None:
+            n = max(0, min(n, count))
+            if n == 0:
+                return []
+        elif n > 1 and self.rng.chance(self.timing.partial_prob):
             n = self.rng.randint(1, n - 1)
         done = self.pending[:n]
         del self.pending[:n]
-        for cmd in done:
-            self.durable_vote = _apply(self.durable_log, self.durable_vote, cmd)
+        self._persist(done)
         self.flushes += 1
         return done
 
-    def crash(self, torn_prob: float = 0.5) -> list[StorageCommand]:
+    def crash(self, torn_prob: float = 0.5, *, keep: int | None = None) -> list[StorageCommand]:
         """Lose the unflushed writes; with ``torn_prob`` a random prefix of them
-        reached the disk anyway. Returns the commands that were persisted."""
+        reached the disk anyway (``keep`` fixes its length instead). Returns the
+        commands that were persisted."""
         kept: list[StorageCommand] = []
-        if self.pending and self.rng.chance(torn_prob):
+        if keep is not None:
+            kept = self.pending[: max(0, keep)]
+        elif self.pending and self.rng.chance(torn_prob):
             k = self.rng.randint(0, len(self.pending))
             kept = self.pending[:k]
-            for cmd in kept:
-                self.durable_vote = _apply(self.durable_log, self.durable_vote, cmd)
+        self._persist(kept)
         self.lost_on_crash += len(self.pending) - len(kept)
         self.pending = []
         self.vote = self.durable_vote
         self.log = list(self.durable_log)
+        self.memberships = list(self.durable_memberships)
         self.epoch += 1
         self.flush_scheduled = False
         self.last_io_id = 0

@@ -31,6 +31,9 @@ class FakeView:
     def durable_log_id_at(self, node: NodeId, index: int) -> LogId | None:
         return self._at(self.durable[node], index)
 
+    def memberships(self, node: NodeId, durable: bool = False) -> list[tuple[LogId, Membership]]:
+        return []  # see test_sim_membership_invariants.py
+
 
 def lid(term: int, node: int, index: int) -> LogId:
     return LogId(term, node, index)
