@@ -59,6 +59,9 @@ class EngineBase:
     election_deadline: float | None
     #: When this follower last accepted a message from a leader (for the lease).
     leader_heard_at: float
+    #: Greatest term of a vote request this node refused (volatile). Never
+    #: adopted as a vote; only a campaign of this node starts above it.
+    term_seen: int
     # candidate state
     round_vote: Vote
     granted: set[NodeId]

@@ -112,6 +112,7 @@ class Engine(MembershipHandler):
         self.quorum = None
         self.election_deadline = None
         self.leader_heard_at = NEVER
+        self.term_seen = 0
         self.round_vote = INITIAL_VOTE
         self.granted = set()
         self.self_vote_io = 0

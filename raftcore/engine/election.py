@@ -24,9 +24,20 @@ class ElectionHandler(ApplyHandler):
         m = self.membership
         return m is not None and m.voter_ids() == {self.node_id}
 
+    def _next_term(self) -> int:
+        """The term to campaign in: above our vote and above every refused request.
+
+        Refusing a vote request does not adopt its term (a removed or stale
+        node must not disturb us), but a campaign of ours that starts at or
+        below a term other voters already granted loses for certain: hopeless
+        candidates (stale logs, needing our vote) would keep outbidding the
+        only node that can win (seeds 436, 462).
+        """
+        return max(self.vote.term, self.term_seen) + 1
+
     def _start_pre_vote(self, now: float) -> None:
         self.role = Role.PRE_CANDIDATE
-        self.round_vote = Vote(self.vote.term + 1, self.node_id, False)
+        self.round_vote = Vote(self._next_term(), self.node_id, False)
         self.granted = {self.node_id}
         self._reset_election_timer(now)
         req = VoteRequest(self.round_vote, self.log.last_log_id(), pre_vote=True)
@@ -34,7 +45,7 @@ class ElectionHandler(ApplyHandler):
             self._send(n, req)
 
     def _start_election(self, now: float, transfer: bool = False) -> None:
-        vote = Vote(self.vote.term + 1, self.node_id, False)
+        vote = Vote(self._next_term(), self.node_id, False)
         if self.role is Role.LEADER:
             self._step_down()
         self.self_vote_io = self._save_vote(vote)
@@ -111,6 +122,8 @@ class ElectionHandler(ApplyHandler):
                     self._become_follower(now)
                 else:
                     self._reset_election_timer(now)
+        if not granted and not req.pre_vote and v.term > self.term_seen:
+            self.term_seen = v.term
         resp = VoteResponse(
             vote=self.vote,
             granted=granted,

@@ -378,3 +378,20 @@ def test_uncommitted_membership_is_undone_by_truncation() -> None:
     req2 = AppendRequest(Vote(2, 3, True), LogId(0, 0, 1), (blank(LogId(2, 3, 2)),), 0, 1, 0.0)
     recv(f, 3, req2)
     assert f.membership == M123
+
+
+def test_a_refused_candidates_term_is_remembered_for_our_own_campaign() -> None:
+    # Seeds 436 and 462 (churn): stale candidates that needed this node's vote
+    # kept campaigning one term ahead of it, so its own campaigns (the only
+    # ones that could win) always came in a term the others had already
+    # granted. Refusing still adopts nothing; campaigning starts above it.
+    e = engine(1, entries=(blank(LogId(1, 1, 2)),), vote=Vote(1, 1, True))
+    out = recv(e, 2, vote_request(7, 2, LogId(0, 0, 1)), 5.0)
+    assert grants(out) == [False] and e.vote == Vote(1, 1, True)
+    e.handle(TriggerElection(), 5.0)
+    assert e.vote == Vote(8, 1, False)
+    # A refused pre-vote is nobody's vote: it moves nothing.
+    f = engine(1, entries=(blank(LogId(1, 1, 2)),), vote=Vote(1, 1, True))
+    recv(f, 2, vote_request(9, 2, LogId(0, 0, 1), pre_vote=True), 5.0)
+    f.handle(TriggerElection(), 5.0)
+    assert f.vote == Vote(2, 1, False)
