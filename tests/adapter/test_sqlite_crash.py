@@ -8,6 +8,11 @@ that plus the whole batch in flight: nothing confirmed lost, no torn or
 reordered entry, no hole, the vote never older than the confirmed one.
 
 The seed is printed and can be set with ``RAFTCORE_CRASH_SEED``.
+
+What it cannot show: SIGKILL kills the process, not the machine, so writes in
+the OS page cache survive it and a missing fsync would pass here too. That
+the store fsyncs at every flush rests on ``synchronous=FULL`` in WAL mode,
+asserted in test_storage_conformance.py.
 """
 
 from __future__ import annotations
