@@ -573,7 +573,16 @@ def test_tcp_exchange_both_ways(env: Env) -> None:
         b.send(1, vote_request(5))
         for i in range(1, 51):
             b.send(1, append_response(i))
-        await env.wait_until(lambda: len(inb.got) == 200 and len(ina.got) == 51)
+        # A sender counts a frame once its write returns, which can be after
+        # the receiver already delivered it: wait for the counters too.
+        await env.wait_until(
+            lambda: (
+                len(inb.got) == 200
+                and len(ina.got) == 51
+                and a.stats()["frames_sent"] == 200
+                and b.stats()["frames_sent"] == 51
+            )
+        )
         assert inb.seqs(1) == list(range(1, 201))  # in order, from node 1
         assert inb.got[7] == (1, append(8, b"payload-8"))
         assert ina.got[0] == (2, vote_request(5))
