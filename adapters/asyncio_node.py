@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import random
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from adapters.driver import Driver, Watcher, apply_worker, storage_worker
 from adapters.errors import ShuttingDown
-from adapters.log import node_logger
 from adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
@@ -69,19 +67,11 @@ class AsyncioNode(NodeApi):
         *,
         rng: Rng | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.config = config
-        self.log_store = log_store
-        self.state_machine = state_machine
-        self.transport = transport
-        self.log = node_logger("raftcore.node", node_id)
-        self._rng = rng if rng is not None else random.Random()
-        self._driver: Driver | None = None
+        super().__init__(node_id, config, log_store, state_machine, transport, rng)
         self._tasks: list[asyncio.Task[None]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"raft-node-{node_id}")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._closed = False
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------

@@ -8,20 +8,23 @@ group of requests (with a timeout), and waiting for a metrics condition.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from adapters.driver import Driver, Resolve, as_membership, peers_of
 from adapters.errors import ShuttingDown, Timeout
-from adapters.log import NodeLogger
+from adapters.log import NodeLogger, node_logger
 from raftcore.codec import check_data
 from raftcore.config import Config
+from raftcore.engine import Rng
 from raftcore.errors import LocalProtocolError
 from raftcore.events import Event, Initialize, TriggerElection, TriggerHeartbeat
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import AddLearners, Change, Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
+from raftcore.storage import LogStore, StateMachine
 
 #: Queues one request with the driver, given the callback that resolves it.
 Submit = Callable[[Resolve], int]
@@ -47,6 +50,25 @@ class NodeApi:
     _driver: Driver | None
     _closed: bool
     _members: frozenset[NodeId] = frozenset()
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: Config,
+        log_store: LogStore,
+        state_machine: StateMachine,
+        transport: Transport,
+        rng: Rng | None,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.log_store = log_store
+        self.state_machine = state_machine
+        self.transport = transport
+        self.log = node_logger("raftcore.node", node_id)
+        self._rng: Rng = rng if rng is not None else random.Random()
+        self._driver = None
+        self._closed = False
 
     # -- primitives (each runtime) -------------------------------------------------
 

@@ -17,7 +17,6 @@ time and in order.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -26,7 +25,6 @@ import trio
 
 from adapters.driver import Driver, Watcher, apply_worker, storage_worker
 from adapters.errors import ShuttingDown
-from adapters.log import node_logger
 from adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
@@ -96,19 +94,11 @@ class TrioNode(NodeApi):
         *,
         rng: Rng | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.config = config
-        self.log_store = log_store
-        self.state_machine = state_machine
-        self.transport = transport
-        self.log = node_logger("raftcore.node", node_id)
-        self._rng = rng if rng is not None else random.Random()
-        self._driver: Driver | None = None
+        super().__init__(node_id, config, log_store, state_machine, transport, rng)
         self._limiter = trio.CapacityLimiter(1)
         self._wake = _Signal()
         self._storage_wake = _Signal()
         self._apply_wake = _Signal()
-        self._closed = False
         self._scope = trio.CancelScope()
 
     # -- lifecycle -------------------------------------------------------------
