@@ -160,7 +160,8 @@ class AsyncioNode(NodeApi):
         if self._started:
             await self.transport.aclose()
         # The worker thread finishes any write it started before the store closes.
-        await self._loop.run_in_executor(self._thread, self.log_store.close)
+        close = self.log_store.close if self._driver is None else self._driver.close_store
+        await self._loop.run_in_executor(self._thread, close)
         self._thread.shutdown(wait=True)
 
     # -- the runtime's primitives (see NodeApi) ----------------------------------------
@@ -222,8 +223,7 @@ class AsyncioNode(NodeApi):
         d = self._driver
         assert d is not None
         loop = self._loop
-        while True:
-            await self._wake.wait()
+        while True:  # steps first: the driver's start-up step must not wait for a wake-up
             d.run_inline(loop.time())
             if d.storage_queue:
                 self._storage_wake.set()
@@ -233,6 +233,7 @@ class AsyncioNode(NodeApi):
             if d.stopped is not None and self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            await self._wake.wait()
 
     def _arm_timer(self, deadline: float | None) -> None:
         if deadline == self._timer_at:

@@ -164,6 +164,11 @@ class Driver:
         self._next_request = 0
         self._saved_committed = self.engine.committed
         self._membership_seen: Membership | None = None
+        # The first step runs the engine at once, before any message or timer:
+        # it hands over recovered committed entries to apply and the runtime
+        # arms the election timer from its ``next_deadline``. (A runtime that
+        # waited for a first wake-up never elected after a whole-cluster restart.)
+        self.inbox.append(Wakeup())
 
     # -- requests ----------------------------------------------------------------
 
@@ -329,6 +334,24 @@ class Driver:
         # could not apply.
         self.log.error("state machine failed: %r", error)
         self.inbox.append(StorageFailed(f"state machine: {type(error).__name__}: {error}"))
+
+    def close_store(self) -> None:
+        """Save the latest commit hint, then close the store (a worker-thread call).
+
+        A node stopped cleanly then restarts knowing everything it had seen
+        committed and applies it at once, before any peer is up. (After a
+        crash the hint may lag: those entries wait for the next leader.)
+        """
+        try:
+            committed = self.engine.committed
+            if self.stopped is None and committed != self._saved_committed:
+                self.log_store.save_committed(committed)
+                self.log_store.flush()
+                self._saved_committed = committed
+        except Exception as e:
+            self.log.warning("could not save the commit hint on close: %r", e)
+        finally:
+            self.log_store.close()
 
     def take_apply(self) -> list[Entry]:
         entries, self.apply_queue = self.apply_queue, []

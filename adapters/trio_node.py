@@ -156,7 +156,8 @@ class TrioNode(NodeApi):
     async def _close_store(self) -> None:
         with trio.CancelScope(shield=True):
             # Waits for the worker thread's in-flight write, if any.
-            await trio.to_thread.run_sync(self.log_store.close, limiter=self._limiter)
+            close = self.log_store.close if self._driver is None else self._driver.close_store
+            await trio.to_thread.run_sync(close, limiter=self._limiter)
         self.log.info("stopped")
 
     # -- the runtime's primitives (see NodeApi) ----------------------------------------
@@ -209,15 +210,15 @@ class TrioNode(NodeApi):
     async def _run(self) -> None:
         d = self._driver
         assert d is not None
-        while True:
-            deadline = d.engine.next_deadline
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await self._wake.wait()
+        while True:  # steps first: the driver's start-up step must not wait for a wake-up
             d.run_inline(trio.current_time())
             if d.storage_queue:
                 self._storage_wake.set()
             if d.apply_queue:
                 self._apply_wake.set()
+            deadline = d.engine.next_deadline
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake.wait()
 
 
 @asynccontextmanager
