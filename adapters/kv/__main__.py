@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="this node's Raft address, if --cluster does not list it (a node joining)",
     )
     serve.add_argument(
+        "--raft-listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="listen for Raft traffic here instead of at this node's advertised Raft "
+        "address (for a node behind a proxy or NAT)",
+    )
+    serve.add_argument(
         "--init", action="store_true", help="form the cluster if this node's store is fresh"
     )
     serve.add_argument("--cluster-id", default="raftcore-kv", help="checked in the handshake")
@@ -162,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
         config=config,
         write_timeout=args.write_timeout,
         raft=args.raft,
+        raft_bind=args.raft_listen,
     )
     return serve(opts)
 

@@ -638,6 +638,9 @@ class ServeOptions:
     #: This node's Raft address, for a node the cluster spec does not list
     #: (one joining a running cluster); default: from the spec.
     raft: str | None = None
+    #: Where this node listens for Raft traffic when that differs from the
+    #: address its peers dial (behind a proxy or NAT); default: that address.
+    raft_bind: str | None = None
 
     @property
     def http_listen(self) -> str:
@@ -645,7 +648,7 @@ class ServeOptions:
 
     @property
     def raft_listen(self) -> str:
-        return self.cluster[self.node_id].raft
+        return self.raft_bind or self.cluster[self.node_id].raft
 
     def resolved(self) -> ServeOptions:
         """These options with this node in ``cluster`` (from ``raft``/``http``
