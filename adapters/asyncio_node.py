@@ -102,7 +102,7 @@ class AsyncioNode(NodeApi):
             self.log,
             self._sync_peers,
         )
-        d.metrics_extra = lambda: {"transport": self.transport.stats()}
+        self._attach(d)
         await self.transport.start(self._deliver)
         self._started = True
         wake = self._wake.set
@@ -168,6 +168,9 @@ class AsyncioNode(NodeApi):
 
     def _now(self) -> float:
         return self._loop.time()
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     def _kick(self) -> None:
         self._wake.set()

@@ -33,11 +33,18 @@ import attrs
 
 from adapters.errors import ShuttingDown
 from adapters.log import NodeLogger
+from adapters.transport.identity import address_of
 from raftcore.commands import AppendLog, Apply, Respond, SaveVote, Send, Stopped, TruncateLog
 from raftcore.config import Config
 from raftcore.engine import Engine, Rng
 from raftcore.entries import Entry
-from raftcore.errors import ClientError, LocalProtocolError, NodeStopped, RemoteProtocolError
+from raftcore.errors import (
+    ClientError,
+    LocalProtocolError,
+    NodeStopped,
+    NotLeader,
+    RemoteProtocolError,
+)
 from raftcore.events import (
     Applied,
     ChangeMembership,
@@ -53,7 +60,7 @@ from raftcore.ids import LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
-from raftcore.storage import LogStore, StateMachine
+from raftcore.storage import LogStore, StateMachine, StoreIdentity
 
 #: Called with ``(result, None)`` or ``(None, error)`` once a request is answered.
 Resolve = Callable[[Any, ClientError | None], None]
@@ -71,12 +78,18 @@ def as_membership(members: Membership | Mapping[NodeId, Any]) -> Membership:
 
 
 def execute_storage(
-    store: LogStore, batch: Sequence[StorageCommand], committed: LogId | None
+    store: LogStore,
+    batch: Sequence[StorageCommand],
+    committed: LogId | None,
+    cluster_id: str | None = None,
 ) -> int:
     """Run a batch of storage commands in order with one flush; returns its last io id.
 
     Runs in a worker thread: it touches only ``store`` and its arguments.
+    ``cluster_id``: one this node adopted, to record (``IdentityStore``).
     """
+    if cluster_id is not None:
+        store.save_cluster_id(cluster_id)  # type: ignore[attr-defined]
     pending: list[Entry] = []
     for cmd in batch:
         if isinstance(cmd, AppendLog):
@@ -163,6 +176,12 @@ class Driver:
         self.closing = False
         self._next_request = 0
         self._saved_committed = self.engine.committed
+        #: The store's identity (``None``: the store keeps none, no checks).
+        self.identity: StoreIdentity | None = (
+            log_store.identity() if callable(getattr(log_store, "identity", None)) else None  # type: ignore[attr-defined]
+        )
+        #: A cluster id adopted from a peer, saved with the next storage batch.
+        self.adopted_cluster: str | None = None
         self._membership_seen: Membership | None = None
         # The first step runs the engine at once, before any message or timer:
         # it hands over recovered committed entries to apply and the runtime
@@ -241,9 +260,9 @@ class Driver:
         storage, apply = not self.offload_storage, not self.offload_apply
         while (storage and self.storage_queue) or (apply and self.apply_queue):
             if storage and self.storage_queue:
-                batch, committed = self.take_storage()
+                batch, committed, cluster = self.take_storage()
                 try:
-                    io_id = execute_storage(self.log_store, batch, committed)
+                    io_id = execute_storage(self.log_store, batch, committed, cluster)
                 except Exception as e:
                     self.storage_failed(e)
                 else:
@@ -300,7 +319,11 @@ class Driver:
             elif isinstance(cmd, Respond):
                 resolve = self.waiters.pop(cmd.request_id, None)  # type: ignore[call-overload]
                 if resolve is not None:
-                    resolve(cmd.result, cmd.error)
+                    error = cmd.error
+                    if type(error) is NotLeader and error.leader_info is not None:
+                        # The caller dials an address, not the runtime's node info.
+                        error = attrs.evolve(error, leader_info=address_of(error.leader_info))
+                    resolve(cmd.result, error)
             elif isinstance(cmd, Stopped):
                 self.stopped = cmd.reason
                 self.log.error("engine stopped: %s", cmd.reason)
@@ -308,18 +331,26 @@ class Driver:
 
     # -- IO hand-off ---------------------------------------------------------------
 
-    def take_storage(self) -> tuple[list[StorageCommand], LogId | None]:
-        """The queued storage commands, and a commit hint to save with them."""
+    def adopt_cluster(self, cluster_id: str) -> None:
+        """The transport joined this fresh node to ``cluster_id``: record it."""
+        if self.identity is not None:
+            self.identity = attrs.evolve(self.identity, cluster_id=cluster_id)
+            self.adopted_cluster = cluster_id
+
+    def take_storage(self) -> tuple[list[StorageCommand], LogId | None, str | None]:
+        """The queued storage commands, a commit hint and an adopted cluster id
+        to save with them."""
         batch, self.storage_queue = self.storage_queue, []
         if not batch:
-            return batch, None
+            return batch, None, None
         self.stats.storage_batches += 1
         self.stats.storage_commands += len(batch)
         committed = self.engine.committed
         hint = None
         if committed != self._saved_committed:
             hint = self._saved_committed = committed
-        return batch, hint
+        cluster, self.adopted_cluster = self.adopted_cluster, None
+        return batch, hint, cluster
 
     def storage_done(self, io_id: int) -> None:
         self.inbox.append(IoFlushed(io_id))
@@ -418,14 +449,14 @@ async def storage_worker(
     """
     while d.stopped is None:
         await wait()
-        batch, committed = d.take_storage()
+        batch, committed, cluster = d.take_storage()
         if not batch:
             continue
         try:
             if d.offload_storage:
-                io_id = await offload(execute_storage, d.log_store, batch, committed)
+                io_id = await offload(execute_storage, d.log_store, batch, committed, cluster)
             else:
-                io_id = execute_storage(d.log_store, batch, committed)
+                io_id = execute_storage(d.log_store, batch, committed, cluster)
         except Exception as e:
             d.storage_failed(e)
             wake()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from raftcore.errors import ClientError
+from raftcore.errors import ClientError, LocalProtocolError
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
@@ -26,3 +26,16 @@ class Timeout(ClientError):
 @attrs.define(frozen=True, auto_exc=True, eq=True)
 class ShuttingDown(ClientError):
     """The node is shutting down; the request's outcome is unknown."""
+
+
+class ClusterExists(LocalProtocolError):
+    """``initialize`` or ``add_learner`` refused: a node named belongs to a
+    cluster already (or refused this node's identity); nothing was changed."""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class Unreachable(ClientError):
+    """A node the request needs to reach did not answer; nothing was changed."""
+
+    node_id: int = 0
+    detail: str = ""

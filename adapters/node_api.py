@@ -10,12 +10,26 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import attrs
 
 from adapters.driver import Driver, Resolve, as_membership, peers_of
-from adapters.errors import ShuttingDown, Timeout
+from adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
 from adapters.log import NodeLogger, node_logger
-from raftcore.codec import check_data
+from adapters.storage.identity import new_incarnation
+from adapters.transport.identity import (
+    RECOVERY_DOC,
+    HandshakeError,
+    IdentityMismatchError,
+    OtherClusterError,
+    PeerIdentities,
+    PeerRefusedError,
+    address_of,
+    incarnation_of,
+    node_info,
+)
+from raftcore.codec import Hello, check_data
 from raftcore.config import Config
 from raftcore.engine import Rng
 from raftcore.errors import LocalProtocolError
@@ -26,6 +40,11 @@ from raftcore.messages import Message
 from raftcore.state import Metrics
 from raftcore.storage import LogStore, StateMachine
 
+T = TypeVar("T")
+
+#: How long ``add_learner`` waits at most for a new node to answer its probe.
+PROBE_TIMEOUT = 30.0
+
 #: Queues one request with the driver, given the callback that resolves it.
 Submit = Callable[[Resolve], int]
 
@@ -33,11 +52,31 @@ Submit = Callable[[Resolve], int]
 class Transport(Protocol):
     """What the runtimes use of any transport (see ``adapters.transport``)."""
 
+    identities: PeerIdentities
+
     def send(self, to: NodeId, msg: Message) -> None: ...
     def check_address(self, address: Any) -> None: ...
-    def set_peer(self, node_id: NodeId, address: Any) -> None: ...
+    def set_peer(self, node_id: NodeId, address: Any, incarnation: str = "") -> None: ...
     def remove_peer(self, node_id: NodeId) -> None: ...
     def stats(self) -> dict[str, Any]: ...
+    async def probe(self, node_id: NodeId, address: Any) -> Hello: ...
+
+
+@attrs.frozen
+class ReplicationStatus:
+    """A leader's view of one follower or learner (``NodeApi.replication``)."""
+
+    #: The last log id known to be in its log.
+    matched: LogId
+    #: Seconds since the leader sent the latest request it acknowledged.
+    last_ack_age: float
+    #: ``replicating``, ``probing`` (looking for the match point),
+    #: ``unreachable`` (no acknowledgement within the election timeout) or
+    #: ``lost`` (refused at the handshake: its store is not the one the
+    #: membership records, or it belongs to another cluster).
+    state: str
+    #: Why, for ``lost``.
+    detail: str = ""
 
 
 class NodeApi:
@@ -92,9 +131,79 @@ class NodeApi:
 
     # -- the public API ------------------------------------------------------------
 
-    async def initialize(self, members: Membership | Mapping[NodeId, Any]) -> None:
-        """Form a new cluster with this first membership (node id -> address)."""
+    async def _sleep(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the node's worker thread, in order with storage."""
+        raise NotImplementedError
+
+    # -- the public API ------------------------------------------------------------
+
+    async def initialize(
+        self, members: Membership | Mapping[NodeId, Any], *, timeout: float = 30.0
+    ) -> None:
+        """Form a new cluster with this first membership (node id -> address).
+
+        With a store that keeps an identity (both bundled stores do), every
+        other member must answer first (``Unreachable`` after ``timeout``
+        seconds otherwise): the membership records each member's store incarnation,
+        and ``ClusterExists`` is raised, forming nothing, if one of them
+        already belongs to a cluster.
+        """
+        d = self._live()
+        if d.identity is not None and not isinstance(members, Membership):
+            if d.identity.cluster_id:
+                raise ClusterExists(
+                    f"node {self.node_id}'s store already belongs to cluster "
+                    f"{d.identity.cluster_id}: it cannot form another"
+                )
+            incarnations = await self._probe_members(members, timeout)
+            incarnations[self.node_id] = d.identity.incarnation
+            members = {n: node_info(a, incarnations[n]) for n, a in members.items()}
+            cluster_id = new_incarnation()
+            await self._offload(self.log_store.save_cluster_id, cluster_id)  # type: ignore[attr-defined]
+            d.identity = attrs.evolve(d.identity, cluster_id=cluster_id)
+            self.transport.identities.set_cluster(cluster_id)
+            self.log.info("formed cluster %s", cluster_id)
         self._step_now(Initialize(as_membership(members)))
+
+    async def _probe_members(
+        self, members: Mapping[NodeId, Any], timeout: float, cluster: str = ""
+    ) -> dict[NodeId, str]:
+        """Each other member's incarnation, from its Hello (``Unreachable``
+        after ``timeout``); ``ClusterExists`` for a member that belongs to a
+        cluster other than ``cluster``, or refuses this node."""
+        deadline = self._now() + timeout
+        found: dict[NodeId, str] = {}
+        waiting = {n: a for n, a in members.items() if n != self.node_id}
+        logged = False
+        while waiting:
+            for n, address in list(waiting.items()):
+                try:
+                    hello = await self.transport.probe(n, address)
+                except (OtherClusterError, PeerRefusedError, IdentityMismatchError) as e:
+                    raise ClusterExists(f"node {n} at {address}: {e}") from None
+                except HandshakeError as e:  # e.g. it does not list this node as a peer
+                    raise Unreachable(n, f"{address!r}: {e}") from None
+                except (OSError, TimeoutError) as e:
+                    if self._now() >= deadline:
+                        raise Unreachable(n, f"{address!r}: {e}") from None
+                    continue
+                if hello.store_cluster and hello.store_cluster != cluster:
+                    raise ClusterExists(
+                        f"node {n} at {address} already belongs to cluster {hello.store_cluster}:"
+                        " not forming a second one (a node that lost its disk rejoins by being"
+                        f" removed and added back: {RECOVERY_DOC})"
+                    )
+                found[n] = hello.incarnation
+                del waiting[n]
+            if waiting:
+                if not logged:
+                    self.log.info("initialize: waiting for nodes %s to answer", sorted(waiting))
+                    logged = True
+                await self._sleep(0.1)
+        return found
 
     async def write(self, data: Any, *, timeout: float | None = None) -> Any:
         """Replicate ``data``; returns the state machine's result once applied.
@@ -132,7 +241,7 @@ class NodeApi:
         # reach every node's log. Refuse it here (ConfigError), before that.
         for _, info in getattr(change, "nodes", ()):
             if info is not None:
-                self.transport.check_address(info)
+                self.transport.check_address(address_of(info))
         d = self._live()
         (result,) = await self._requests(
             [lambda r: d.submit_change(change, retain, expected, r)], timeout
@@ -154,6 +263,13 @@ class NodeApi:
         ``max_lag`` entries of this leader's (``Timeout`` otherwise).
         """
         deadline = math.inf if timeout is None else self._now() + timeout
+        d = self._live()
+        if d.identity is not None and not incarnation_of(info):
+            # Record the store it runs on: a wiped store later is told apart.
+            address = address_of(info)
+            wait = min(deadline - self._now(), PROBE_TIMEOUT)
+            found = await self._probe_members({node_id: address}, wait, d.identity.cluster_id)
+            info = node_info(address, found[node_id])
         result = await self.change_membership(AddLearners({node_id: info}), timeout=timeout)
         if blocking:
 
@@ -174,7 +290,37 @@ class NodeApi:
     def metrics(self) -> Metrics:
         return self._live().metrics()
 
+    def replication(self) -> dict[NodeId, ReplicationStatus]:
+        """Leader only (else empty): each follower's and learner's matched log
+        id, time since its last acknowledgement, and state."""
+        m = self.metrics()
+        now = self._now()
+        refusals = self.transport.identities.refusals
+        out = {}
+        for n, p in sorted(m.followers.items()):
+            age = max(0.0, now - p.acked_at)
+            refusal = refusals.get(n)
+            if refusal is not None:
+                state, detail = "lost", refusal.detail
+            elif age > self.config.election_timeout_max:
+                state, detail = "unreachable", ""
+            else:
+                state, detail = ("probing" if p.probing else "replicating"), ""
+            out[n] = ReplicationStatus(p.matching, age, state, detail)
+        return out
+
     # -- shared internals ------------------------------------------------------------
+
+    def _attach(self, d: Driver) -> None:
+        """Connect a new driver to the transport: metrics, identity."""
+        self._driver = d
+        d.metrics_extra = lambda: {
+            "transport": self.transport.stats(),
+            "identity": None if d.identity is None else attrs.asdict(d.identity),
+            "refusals": self.transport.identities.status(),
+        }
+        self.transport.identities.own = d.identity
+        self.transport.identities.on_adopt = d.adopt_cluster
 
     def _live(self) -> Driver:
         if self._driver is None:
@@ -198,11 +344,12 @@ class NodeApi:
     def _sync_peers(self, m: Membership) -> None:
         """Keep the transport's peers in step with the effective membership."""
         peers = peers_of(m, self.node_id)
-        for n, address in peers.items():
+        for n, info in peers.items():
+            address = address_of(info)
             if address is None:
                 continue
             try:
-                self.transport.set_peer(n, address)
+                self.transport.set_peer(n, address, incarnation_of(info))
             except Exception as e:  # e.g. written by another client: skip that peer only
                 self.log.warning("cannot reach node %s at %r: %s", n, address, e)
         for n in self._members - peers.keys():

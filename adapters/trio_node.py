@@ -119,7 +119,7 @@ class TrioNode(NodeApi):
             self.log,
             self._sync_peers,
         )
-        d.metrics_extra = lambda: {"transport": self.transport.stats()}
+        self._attach(d)
         wake = self._wake.set
         with self._scope:
             async with trio.open_nursery() as nursery:
@@ -164,6 +164,9 @@ class TrioNode(NodeApi):
 
     def _now(self) -> float:
         return trio.current_time()
+
+    async def _sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
 
     def _kick(self) -> None:
         self._wake.set()

@@ -125,13 +125,20 @@ class EncodeError(LocalProtocolError, ValueError):
 class Hello(NamedTuple):
     """The first frame on a transport connection, in both directions.
 
-    Its layout ``[version, 9, cluster_id, node_id]`` is frozen across format
-    versions, so a node can always tell which version its peer speaks.
+    Its layout ``[version, 9, cluster_id, node_id, ...]`` is frozen across
+    format versions, so a node can always tell which version its peer speaks.
+    Three fields follow (a Hello without them decodes with their defaults):
+    the cluster the node's store belongs to (``""``: none yet), the store's
+    incarnation (``""``: the store keeps none), and ``refused``: a reason,
+    when this Hello answers another by refusing it.
     """
 
     cluster_id: str
     node_id: NodeId
     version: int = FORMAT_VERSION
+    store_cluster: str = ""
+    incarnation: str = ""
+    refused: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -628,13 +635,18 @@ def encode_membership(m: tuple[LogId, Membership]) -> bytes:
     return _out("Membership", _stored_membership_out, m)
 
 
+_HELLO_TEXT = ("store_cluster", "incarnation", "refused")
+
+
 def _hello_out(h: Hello) -> list[Any]:
-    cluster_id, node_id, version = h
-    if type(cluster_id) is not str:
-        raise _Bad(f"expected str, got {_show(cluster_id)}", "cluster_id")
+    cluster_id, node_id, version, *extra = h
+    for name, text in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, *extra), strict=True):
+        if type(text) is not str:
+            raise _Bad(f"expected str, got {_show(text)}", name)
     _node_id(node_id, "node_id")
     _uint(version, "version")
-    return [version, TAG_HELLO, cluster_id, node_id]
+    # Without identity, the four-field form older nodes read.
+    return [version, TAG_HELLO, cluster_id, node_id, *(extra if any(extra) else ())]
 
 
 def encode_hello(h: Hello) -> bytes:
@@ -913,12 +925,14 @@ def decode_membership(data: bytes) -> tuple[LogId, Membership]:
 
 
 def _hello_in(a: list[Any]) -> Hello:
-    _arity(a, 4)
-    version, _, cluster_id, node_id = a
-    if type(cluster_id) is not str:
-        raise _Bad(f"expected str, got {_show(cluster_id)}", "cluster_id")
+    if len(a) != 4:
+        _arity(a, 7)
+    version, _, cluster_id, node_id, *extra = a
+    for name, text in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, *extra), strict=False):
+        if type(text) is not str:
+            raise _Bad(f"expected str, got {_show(text)}", name)
     _node_id(node_id, "node_id")
-    return _new(Hello, (cluster_id, node_id, version))
+    return _new(Hello, (cluster_id, node_id, version, *(extra or ("", "", ""))))
 
 
 def decode_hello(data: bytes) -> Hello:

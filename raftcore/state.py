@@ -47,6 +47,19 @@ class RecoveredState:
 
 
 @attrs.frozen
+class FollowerProgress:
+    """A leader's view of one follower or learner."""
+
+    #: The last log id known to be in its log.
+    matching: LogId
+    #: When (the caller's clock, as passed to ``handle``) the leader sent the
+    #: latest request this follower acknowledged.
+    acked_at: float
+    #: Still looking for the match point (at most one request in flight).
+    probing: bool
+
+
+@attrs.frozen
 class Metrics:
     """A snapshot of one engine's state, for monitoring and tests."""
 
@@ -60,5 +73,7 @@ class Metrics:
     membership: Membership | None
     #: Leader only: each follower's matching log id.
     replication: Mapping[NodeId, LogId] = attrs.field(factory=dict)
+    #: Leader only: each follower's progress (``replication`` in detail).
+    followers: Mapping[NodeId, FollowerProgress] = attrs.field(factory=dict)
     stopped: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)

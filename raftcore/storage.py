@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import attrs
+
 from raftcore.entries import Entry
 from raftcore.ids import LogId, Vote
 from raftcore.state import RecoveredState
@@ -82,4 +84,34 @@ class StateMachine(Protocol):
     def applied(self) -> LogId:
         """The last entry applied durably (``ZERO_LOG_ID`` for a state machine
         rebuilt from the log on every start)."""
+        ...
+
+
+@attrs.frozen
+class StoreIdentity:
+    """Who a store's node is, for the transport's handshake.
+
+    ``incarnation`` is made once, when the store is created, and never
+    changes: a node that comes back on a wiped or replaced store presents a
+    new one, so its peers can tell it is not the node whose votes and log
+    they knew. ``cluster_id`` is the cluster the store belongs to: made by
+    ``initialize`` or adopted from the cluster that first reached it; ``""``
+    while it belongs to none.
+    """
+
+    incarnation: str
+    cluster_id: str = ""
+
+
+class IdentityStore(Protocol):
+    """A log store that keeps its node's identity (both bundled stores do).
+
+    With one, the runtimes check identities in the handshake and record each
+    member's incarnation in the membership (``docs/design/identity.md``).
+    """
+
+    def identity(self) -> StoreIdentity: ...
+
+    def save_cluster_id(self, cluster_id: str) -> None:
+        """Record the cluster the store belongs to; durable when it returns."""
         ...

@@ -235,6 +235,16 @@ def status_table(statuses: dict[str, Any]) -> str:
     if view is not None and membership is not None:
         whose = "the leader" if view["role"] == "leader" else f"node {view['node_id']} (no leader)"
         lines.append(f"membership ({whose}): {membership_summary(membership)}")
+    if view is not None and view.get("followers"):
+        lines.append(f"replication (leader {view['node_id']}):")
+        for n, f in view["followers"].items():
+            line = (
+                f"  {n:>4} {f['state']:<12} matched {_fmt_log_id(f['matched']):>12}"
+                f"  last ack {f['last_ack_age']:.2f}s ago"
+            )
+            if f.get("detail"):
+                line += f"\n       {f['detail']}"
+            lines.append(line)
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from adapters.errors import ShuttingDown, Timeout
+from adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
 from adapters.kv.client import NodeAddress, default_http
 from adapters.kv.http import (
     AddLearner,
@@ -83,6 +83,8 @@ from adapters.kv.state_machine import (
     forget_node_address,
     set_node_address,
 )
+from adapters.node_api import ReplicationStatus
+from adapters.transport.identity import address_of, incarnation_of
 from raftcore import membership as mc
 from raftcore.config import Config
 from raftcore.errors import (
@@ -135,6 +137,8 @@ class KvNode(Protocol):
     ) -> tuple[LogId, Membership]: ...
 
     def metrics(self) -> Metrics: ...
+
+    def replication(self) -> dict[int, ReplicationStatus]: ...
 
     async def wait_for(
         self, predicate: Callable[[Metrics], bool], *, timeout: float
@@ -234,9 +238,10 @@ class KvApi:
         known = self.cluster.get(node_id)
         if known is not None:
             return known.http
-        if isinstance(info, str):
+        raft = address_of(info)
+        if isinstance(raft, str):
             with contextlib.suppress(ValueError):
-                return default_http(info)
+                return default_http(raft)
         return None
 
     def _not_leader(self, leader_id: int | None, leader_info: Any, target: str) -> Response:
@@ -316,6 +321,15 @@ class KvApi:
             "applied": _log_id(m.applied),
             "membership": membership,
             "replication": {str(n): _log_id(lid) for n, lid in m.replication.items()},
+            "followers": {
+                str(n): {
+                    "matched": _log_id(r.matched),
+                    "last_ack_age": round(r.last_ack_age, 3),
+                    "state": r.state,
+                    **({"detail": r.detail} if r.detail else {}),
+                }
+                for n, r in self.node.replication().items()
+            },
             "keys": len(self.state_machine),
             "stopped": m.stopped,
             "pid": os.getpid(),
@@ -333,7 +347,8 @@ class KvApi:
             "voter_ids": sorted(m.voter_ids()),
             "learners": sorted(m.learner_ids()),
             "joint": m.is_joint,
-            "nodes": {str(n): _jsonable(info) for n, info in sorted(m.nodes.items())},
+            "nodes": {str(n): _jsonable(address_of(info)) for n, info in sorted(m.nodes.items())},
+            "incarnations": {str(n): incarnation_of(info) for n, info in sorted(m.nodes.items())},
             "http": {str(n): self.http_address(n, info) for n, info in sorted(m.nodes.items())},
         }
 
@@ -416,7 +431,7 @@ class KvApi:
         return self._client_error(e, target)
 
     async def _add_learner(self, op: AddLearner, m: Membership) -> Response:
-        known = m.nodes.get(op.node_id)
+        known = address_of(m.nodes.get(op.node_id))
         if known is not None and known != op.raft:
             return error_response(
                 409,
@@ -440,6 +455,8 @@ class KvApi:
             result = await self.node.add_learner(
                 op.node_id, op.raft, blocking=op.blocking, max_lag=op.max_lag, timeout=timeout
             )
+        except ClusterExists as e:
+            return error_response(409, "identity_refused", detail=str(e))
         except Timeout:
             now = self.node.metrics()
             added = now.membership is not None and op.node_id in now.membership.nodes
@@ -708,7 +725,12 @@ def _open_store(opts: ServeOptions) -> tuple[Any, bool]:
 async def _start(node: Any, opts: ServeOptions, fresh: bool) -> None:
     if opts.init:
         if fresh:
-            await node.initialize({n: a.raft for n, a in opts.cluster.items()})
+            try:
+                await node.initialize({n: a.raft for n, a in opts.cluster.items()})
+            except (ClusterExists, Unreachable) as e:
+                # Forms nothing; the node keeps running with its store untouched.
+                log.error("--init refused: %s", e)
+                return
             log.info("initialized the cluster: %s", sorted(opts.cluster))
         else:
             log.info("--init ignored: the store already holds Raft state")

@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from adapters.storage.identity import new_incarnation
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote
 from raftcore.membership import Membership
 from raftcore.state import RecoveredState
+from raftcore.storage import StoreIdentity
 
 __all__ = ["MemoryBacking", "MemoryLogStore"]
 
@@ -106,11 +108,14 @@ class _LogState:
 class MemoryBacking:
     """What survives a ``MemoryLogStore``: the state as of its last ``flush``."""
 
-    __slots__ = ("_owner", "_state")
+    __slots__ = ("_owner", "_state", "cluster_id", "incarnation")
 
     def __init__(self) -> None:
         self._state = _LogState()
         self._owner: object = None
+        #: A new backing is a new disk: a new incarnation.
+        self.incarnation = new_incarnation()
+        self.cluster_id = ""
 
     def durable_state(self) -> RecoveredState:
         """The durable view, as a store reopened on this backing would load it."""
@@ -169,6 +174,14 @@ class MemoryLogStore:
     def save_committed(self, committed: LogId) -> None:
         self._check()
         self._write(partial(_LogState.set_committed, committed=committed))
+
+    def identity(self) -> StoreIdentity:
+        self._check()
+        return StoreIdentity(self.backing.incarnation, self.backing.cluster_id)
+
+    def save_cluster_id(self, cluster_id: str) -> None:
+        self._check()
+        self.backing.cluster_id = cluster_id
 
     def _write(self, write: _Write) -> None:
         write(self._state)

@@ -38,11 +38,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.storage.identity import new_incarnation
 from raftcore import codec
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote
 from raftcore.membership import Membership
 from raftcore.state import RecoveredState
+from raftcore.storage import StoreIdentity
 
 try:
     import fcntl
@@ -236,7 +238,12 @@ class SqliteLogStore:
                 for stmt in _SCHEMA:
                     db.execute(stmt)
                 db.executemany(
-                    _SET_META, [("format", FORMAT_NAME), ("format_version", FORMAT_VERSION)]
+                    _SET_META,
+                    [
+                        ("format", FORMAT_NAME),
+                        ("format_version", FORMAT_VERSION),
+                        ("incarnation", new_incarnation()),
+                    ],
                 )
             elif "meta" not in tables or "log" not in tables:
                 raise StoreFormatError(
@@ -433,6 +440,25 @@ class SqliteLogStore:
             raise
         self._last_purged = upto
         self._last_index = max(self._last_index, upto.index)
+
+    def identity(self) -> StoreIdentity:
+        self._check()
+        incarnation = self._meta("incarnation")
+        if incarnation is None:  # a store made before incarnations: give it one now
+            incarnation = new_incarnation()
+            with self._db:
+                self._db.execute(_SET_META, ("incarnation", incarnation))
+        return StoreIdentity(str(incarnation), str(self._meta("cluster_id") or ""))
+
+    def save_cluster_id(self, cluster_id: str) -> None:
+        self._check()
+        if self._db.in_transaction:
+            self._db.execute(_SET_META, ("cluster_id", cluster_id))
+            self.flush()
+        else:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(_SET_META, ("cluster_id", cluster_id))
+            self._db.execute("COMMIT")
 
     def save_committed(self, committed: LogId) -> None:
         self._check()

@@ -39,7 +39,7 @@ from adapters.transport.frames import (
     parse_address,
     set_socket_options,
 )
-from raftcore.codec import decode_message
+from raftcore.codec import Hello, decode_message
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
@@ -231,7 +231,7 @@ class AsyncioTcpTransport(TransportCore):
                     event.clear()
                     await event.wait()
                 try:
-                    reader, writer = await asyncio.wait_for(
+                    reader, writer, _ = await asyncio.wait_for(
                         self._dial(peer), self.connect_timeout + self.handshake_timeout
                     )
                 except (*_NET_ERRORS, RemoteProtocolError) as exc:
@@ -253,7 +253,9 @@ class AsyncioTcpTransport(TransportCore):
             if peer.handle is not None and peer.handle[0] is asyncio.current_task():
                 peer.handle = None
 
-    async def _dial(self, peer: PeerQueue) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _dial(
+        self, peer: PeerQueue
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Hello]:
         host, port = parse_address(peer.address)
         kwargs: dict[str, Any] = {}
         if self._ssl_client is not None:
@@ -270,11 +272,34 @@ class AsyncioTcpTransport(TransportCore):
             writer.write(self.hello_frame)
             await writer.drain()
             frame = await _read_frame(reader, FrameDecoder(HELLO_MAX_FRAME))
-            self.check_reply(frame, peer.node_id)
+            try:
+                hello = self.check_reply(frame, peer.node_id)
+            except HandshakeError as exc:
+                await self._send_refusal(writer, exc)
+                raise
         except BaseException:
             _abort(writer)
             raise
-        return reader, writer
+        return reader, writer, hello
+
+    async def _send_refusal(self, writer: asyncio.StreamWriter, exc: HandshakeError) -> None:
+        """Tell the peer why its identity is refused (best effort) before closing."""
+        frame = self.refusal_frame(exc)
+        if frame is None:
+            return
+        with contextlib.suppress(*_NET_ERRORS):
+            writer.write(frame)
+            async with asyncio.timeout(1.0):
+                await writer.drain()
+
+    async def probe(self, node_id: NodeId, address: str) -> Hello:
+        """Dial ``address``, exchange Hellos, hang up: the Hello of the node
+        there (``node_id``). Raises ``OSError``/``TimeoutError`` if it cannot
+        be reached, a ``HandshakeError`` if it is not that node or refuses."""
+        async with asyncio.timeout(self.connect_timeout + self.handshake_timeout):
+            _, writer, hello = await self._dial(PeerQueue(node_id, address))
+        _abort(writer)
+        return hello
 
     async def _pump(
         self,
@@ -367,7 +392,11 @@ class AsyncioTcpTransport(TransportCore):
         async with asyncio.timeout(self.handshake_timeout):
             if self._ssl_server is not None:
                 await writer.start_tls(self._ssl_server)
-            hello = self.accept_hello(await _read_frame(reader, decoder))
+            try:
+                hello = self.accept_hello(await _read_frame(reader, decoder))
+            except HandshakeError as exc:
+                await self._send_refusal(writer, exc)
+                raise
         sender = hello.node_id
         # A dialler keeps one connection: a new one from the same node replaces the old.
         for task, other in list(self._inbound.items()):
@@ -384,7 +413,12 @@ class AsyncioTcpTransport(TransportCore):
         frames: list[bytes] = []
         while True:
             for payload in frames:
-                msg = decode_message(payload)
+                try:
+                    msg = decode_message(payload)
+                except RemoteProtocolError:
+                    if self.refused_inbound(payload):
+                        return
+                    raise
                 counters["frames_received"] += 1
                 counters["bytes_received"] += len(payload) + 4
                 deliver = self._deliver

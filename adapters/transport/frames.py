@@ -22,13 +22,19 @@ from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 from adapters.log import NodeLogger, node_logger
+from adapters.transport.identity import (
+    HandshakeError,
+    IdentityMismatchError,
+    OtherClusterError,
+    PeerIdentities,
+    PeerRefusedError,
+)
 from raftcore.codec import (
     FORMAT_VERSION,
     EncodeError,
     Hello,
     UnsupportedVersion,
     decode_hello,
-    encode_hello,
     encode_message,
 )
 from raftcore.errors import ConfigError, RemoteProtocolError
@@ -47,9 +53,11 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "HandshakeError",
+    "IdentityMismatchError",
     "OtherClusterError",
     "PeerLink",
     "PeerQueue",
+    "PeerRefusedError",
     "TransportCore",
     "UnknownNodeError",
     "VersionMismatchError",
@@ -91,22 +99,6 @@ _MAX_LENGTH = 0xFFFFFFFF
 
 class FrameError(RemoteProtocolError):
     """The byte stream is not a valid sequence of frames (e.g. a frame is too large)."""
-
-
-class HandshakeError(RemoteProtocolError):
-    """A Hello was refused; ``reason`` is one of the ``REASON`` of the subclasses."""
-
-    REASON = "bad-handshake"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.reason = self.REASON
-
-
-class OtherClusterError(HandshakeError):
-    """The Hello names another cluster."""
-
-    REASON = "other-cluster"
 
 
 class UnknownNodeError(HandshakeError):
@@ -471,7 +463,8 @@ class TransportCore:
         self.counters = new_counters()
         self.peers: dict[NodeId, PeerQueue] = {}
         self._unknown_logged: set[NodeId] = set()
-        self._hello_frame = encode_frame(encode_hello(Hello(cluster_id, node_id)))
+        #: This node's identity and its peers' expected incarnations.
+        self.identities = PeerIdentities(self.node_id, self.log)
         for peer_id, address in peers.items():
             self._add_peer(peer_id, address)
 
@@ -506,8 +499,13 @@ class TransportCore:
         """``ConfigError`` unless ``address`` is a ``"host:port"`` this transport can dial."""
         parse_address(address)
 
-    def set_peer(self, node_id: NodeId, address: str) -> None:
-        """Add a peer or change its address (its connection is re-dialled)."""
+    def set_peer(self, node_id: NodeId, address: str, incarnation: str = "") -> None:
+        """Add a peer or change its address (its connection is re-dialled);
+        ``incarnation``, if known, is the store the membership records for it."""
+        if incarnation:
+            self.identities.expected[node_id] = incarnation
+        else:
+            self.identities.expected.pop(node_id, None)
         old = self.peers.get(node_id)
         if old is not None and old.address == address:
             return
@@ -524,6 +522,8 @@ class TransportCore:
 
     def remove_peer(self, node_id: NodeId) -> None:
         """Forget a peer: drop its queue, close its connections both ways."""
+        self.identities.expected.pop(node_id, None)
+        self.identities.refusals.pop(node_id, None)
         peer = self.peers.pop(node_id, None)
         if peer is not None:
             self._drop(peer.clear(), "dropped_closed")
@@ -585,19 +585,37 @@ class TransportCore:
 
     @property
     def hello_frame(self) -> bytes:
-        return self._hello_frame
+        return encode_frame(self.identities.hello_payload(self.cluster_id))
+
+    def refusal_frame(self, exc: HandshakeError) -> bytes | None:
+        """The Hello that tells a peer why its identity was refused (``None``
+        for other handshake errors: those peers get the connection closed)."""
+        if not isinstance(exc, IdentityMismatchError | OtherClusterError):
+            return None
+        return encode_frame(self.identities.hello_payload(self.cluster_id, refused=str(exc)))
 
     def accept_hello(self, payload: bytes) -> Hello:
         """Decode and check a dialler's Hello (raises ``RemoteProtocolError``)."""
         hello = read_hello(payload)
         check_hello(hello, self.cluster_id, self.peers)
+        self.identities.check(hello)
         return hello
 
     def check_reply(self, payload: bytes, peer_id: NodeId) -> Hello:
         """Decode and check the acceptor's Hello: it must be the node we dialled."""
         hello = read_hello(payload)
         check_hello(hello, self.cluster_id, (peer_id,))
+        self.identities.check(hello, reply=True)
         return hello
+
+    def refused_inbound(self, payload: bytes) -> bool:
+        """A frame that is not a message: true (recorded, logged) if it is a
+        dialler's refusal of this node's identity."""
+        try:
+            hello = read_hello(payload)
+        except RemoteProtocolError:
+            return False
+        return self.identities.refused_by_peer(hello)
 
     def _refuse_overflow(self, pending: int, peername: Any) -> bool:
         """True (counted, logged at most every ``OVERFLOW_LOG_INTERVAL`` s) if a new

@@ -21,11 +21,13 @@ from typing import Any
 
 from adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
+    UnknownNodeError,
     new_counters,
     peers_dict,
     transport_logger,
 )
-from raftcore.codec import decode_message, encode_message
+from adapters.transport.identity import HandshakeError, PeerIdentities
+from raftcore.codec import Hello, decode_message, encode_message
 from raftcore.errors import LocalProtocolError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
@@ -33,6 +35,8 @@ from raftcore.messages import Message
 __all__ = ["InProcNetwork", "InProcTransport"]
 
 Deliver = Callable[[NodeId, Message], None]
+#: The cluster name in in-process Hellos (a network is one cluster).
+IN_PROCESS = "in-process"
 
 
 class InProcNetwork:
@@ -120,9 +124,28 @@ class InProcNetwork:
             receiver.counters["rejects"] += 1
             sender._drop("dropped_unreachable")
             return
+        if not _handshake(sender, receiver):
+            receiver.counters["rejects"] += 1
+            sender._drop("dropped_refused")
+            return
         sender.counters["frames_sent"] += 1
         receiver.counters["frames_received"] += 1
         receiver._deliver(sender.node_id, msg)
+
+
+def _handshake(dialler: InProcTransport, acceptor: InProcTransport) -> bool:
+    """The TCP handshake's identity checks, both ways, for each message."""
+    try:
+        acceptor.identities.check(dialler.identities.hello(IN_PROCESS))
+    except HandshakeError as e:
+        dialler.identities.refused_by_peer(acceptor.identities.hello(IN_PROCESS, str(e)))
+        return False
+    try:
+        dialler.identities.check(acceptor.identities.hello(IN_PROCESS), reply=True)
+    except HandshakeError as e:
+        acceptor.identities.refused_by_peer(dialler.identities.hello(IN_PROCESS, str(e)))
+        return False
+    return True
 
 
 class InProcTransport:
@@ -143,8 +166,9 @@ class InProcTransport:
         self._closed = False
         self._unknown_logged: set[NodeId] = set()
         self.counters = new_counters()
-        self.counters.update(dropped_partitioned=0, dropped_unreachable=0)
+        self.counters.update(dropped_partitioned=0, dropped_unreachable=0, dropped_refused=0)
         self.log = transport_logger(node_id)
+        self.identities = PeerIdentities(node_id, self.log)
         self.listen_address = f"inproc:{node_id}"
 
     # -- lifecycle (both styles)
@@ -190,17 +214,36 @@ class InProcTransport:
     def check_address(self, address: Any) -> None:
         """Any value will do in process: nodes are found by id."""
 
-    def set_peer(self, node_id: NodeId, address: Any = None) -> None:
-        """Know ``node_id`` (the address is kept but not used)."""
+    def set_peer(self, node_id: NodeId, address: Any = None, incarnation: str = "") -> None:
+        """Know ``node_id`` (the address is kept but not used); ``incarnation``,
+        if known, is the store the membership records for it."""
         if node_id == self.node_id:
             return
+        if incarnation:
+            self.identities.expected[node_id] = incarnation
+        else:
+            self.identities.expected.pop(node_id, None)
         self._peers[node_id] = address
         self._removed.discard(node_id)
         self._unknown_logged.discard(node_id)
 
     def remove_peer(self, node_id: NodeId) -> None:
+        self.identities.expected.pop(node_id, None)
+        self.identities.refusals.pop(node_id, None)
         self._peers.pop(node_id, None)
         self._removed.add(node_id)
+
+    async def probe(self, node_id: NodeId, address: Any) -> Hello:
+        """The Hello of ``node_id``, as a TCP dial would get it (``ConnectionError``
+        if it is not running or cannot be reached)."""
+        peer = self.network._nodes.get(node_id)
+        if peer is None or not peer.running or not self.network.connected(self.node_id, node_id):
+            raise ConnectionRefusedError(f"node {node_id} is not reachable in process")
+        if not peer._knows(self.node_id):
+            raise UnknownNodeError(f"node {self.node_id} is not a known peer of node {node_id}")
+        hello = peer.identities.hello(IN_PROCESS)
+        self.identities.check(hello)
+        return hello
 
     # -- sending
 

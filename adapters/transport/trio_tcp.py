@@ -40,7 +40,7 @@ from adapters.transport.frames import (
     parse_address,
     set_socket_options,
 )
-from raftcore.codec import decode_message
+from raftcore.codec import Hello, decode_message
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
@@ -236,7 +236,7 @@ class TrioTcpTransport(TransportCore):
                     await self._wait_frames(peer, task)
                     try:
                         with trio.fail_after(self.connect_timeout + self.handshake_timeout):
-                            stream = await self._dial(peer)
+                            stream, _ = await self._dial(peer)
                     except (*_NET_ERRORS, RemoteProtocolError) as exc:
                         await trio.sleep(link.dial_failed(exc))
                         continue
@@ -256,7 +256,7 @@ class TrioTcpTransport(TransportCore):
             if peer.handle is task:
                 peer.handle = None
 
-    async def _dial(self, peer: PeerQueue) -> Stream:
+    async def _dial(self, peer: PeerQueue) -> tuple[Stream, Hello]:
         host, port = parse_address(peer.address)
         tcp = await trio.open_tcp_stream(host, port)
         stream: Stream = tcp
@@ -267,11 +267,35 @@ class TrioTcpTransport(TransportCore):
                 await stream.do_handshake()
             await stream.send_all(self.hello_frame)
             frame = await _read_frame(stream, FrameDecoder(HELLO_MAX_FRAME))
-            self.check_reply(frame, peer.node_id)
+            try:
+                hello = self.check_reply(frame, peer.node_id)
+            except HandshakeError as exc:
+                await self._send_refusal(stream, exc)
+                raise
         except BaseException:
             await _close(stream)
             raise
-        return stream
+        return stream, hello
+
+    async def _send_refusal(self, stream: Stream, exc: HandshakeError) -> None:
+        """Tell the peer why its identity is refused (best effort) before closing."""
+        frame = self.refusal_frame(exc)
+        if frame is None:
+            return
+        with trio.move_on_after(1.0), contextlib.suppress(*_NET_ERRORS):
+            await stream.send_all(frame)
+
+    async def probe(self, node_id: NodeId, address: str) -> Hello:
+        """Dial ``address``, exchange Hellos, hang up: the Hello of the node
+        there (``node_id``). Raises ``OSError``/``TimeoutError`` if it
+        cannot be reached, a ``HandshakeError`` if it is not that node or refuses."""
+        try:
+            with trio.fail_after(self.connect_timeout + self.handshake_timeout):
+                stream, hello = await self._dial(PeerQueue(node_id, address))
+        except trio.TooSlowError:
+            raise TimeoutError(f"no answer from {address} in time") from None
+        await _close(stream)
+        return hello
 
     async def _pump(self, peer: PeerQueue, task: _PeerTask, stream: Stream) -> tuple[str, bool]:
         """Write queued frames until the connection breaks; return why it did, and
@@ -365,7 +389,11 @@ class TrioTcpTransport(TransportCore):
         with trio.fail_after(self.handshake_timeout):
             if isinstance(stream, trio.SSLStream):
                 await stream.do_handshake()
-            hello = self.accept_hello(await _read_frame(stream, decoder))
+            try:
+                hello = self.accept_hello(await _read_frame(stream, decoder))
+            except HandshakeError as exc:
+                await self._send_refusal(stream, exc)
+                raise
         sender = hello.node_id
         # A dialler keeps one connection: a new one from the same node replaces the old.
         for other in list(self._inbound):
@@ -380,7 +408,12 @@ class TrioTcpTransport(TransportCore):
         frames: list[bytes] = []
         while True:
             for payload in frames:
-                msg = decode_message(payload)
+                try:
+                    msg = decode_message(payload)
+                except RemoteProtocolError:
+                    if self.refused_inbound(payload):
+                        return
+                    raise
                 counters["frames_received"] += 1
                 counters["bytes_received"] += len(payload) + 4
                 deliver = self._deliver

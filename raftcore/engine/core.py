@@ -187,6 +187,10 @@ class Engine(MembershipHandler):
             applied=self.applied,
             membership=self.membership,
             replication={n: p.matching for n, p in self.progress.items()},
+            followers={
+                n: FollowerProgress(p.matching, p.acked_at, p.probing)
+                for n, p in self.progress.items()
+            },
             stopped=self.stopped,
         )
 

@@ -489,6 +489,29 @@ class LogStoreSuite:
 
     # -- committed hint and restarts ------------------------------------------------
 
+    # -- identity (stores that keep one: ``raftcore.storage.IdentityStore``) ------
+
+    def _identity_store(self) -> Any:
+        import pytest
+
+        s = self._open()
+        if not callable(getattr(s, "identity", None)):
+            pytest.skip("the store keeps no identity (not an IdentityStore)")
+        return s
+
+    def test_identity_survives_reopen_and_writes(self) -> None:
+        s = self._identity_store()
+        first = s.identity()
+        assert isinstance(first.incarnation, str) and first.incarnation, first
+        assert first.cluster_id == "", f"a new store belongs to cluster {first.cluster_id!r}"
+        s.append(self._entries(1, 3, 1))
+        s.save_cluster_id("cluster-a")
+        reopened: Any = self._restart()
+        again = reopened.identity()
+        assert again.incarnation == first.incarnation, "the incarnation changed on reopen"
+        assert again.cluster_id == "cluster-a", f"cluster id not kept: {again!r}"
+        assert reopened.load().entries[-1].log_id.index == 3
+
     def test_committed_hint_recovered(self) -> None:
         s, m = self._open(), LogModel()
         s.append(self._entries(1, 5, 1))

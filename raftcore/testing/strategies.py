@@ -212,4 +212,5 @@ def messages() -> st.SearchStrategy[Message]:
 
 def hellos() -> st.SearchStrategy[Hello]:
     """Transport handshakes of this node's format version."""
-    return st.builds(Hello, st.text(max_size=32), node_ids(), st.just(FORMAT_VERSION))
+    text = st.text(max_size=32)
+    return st.builds(Hello, text, node_ids(), st.just(FORMAT_VERSION), text, text, text)

@@ -46,6 +46,7 @@ from adapters.kv.http import (
 )
 from adapters.kv.server import KvApi, ServeOptions
 from adapters.kv.state_machine import KVStateMachine, Rejected, set_node_address
+from adapters.node_api import ReplicationStatus
 from raftcore import membership as mc
 from raftcore.entries import normal
 from raftcore.errors import (
@@ -402,6 +403,10 @@ class FakeNode:
             raise self.catch_up_error
         self.m = attrs.evolve(self.m, replication={**self.m.replication, node_id: result[0]})
         return result
+
+    def replication(self) -> dict[int, ReplicationStatus]:
+        m = self.metrics()
+        return {n: ReplicationStatus(lid, 0.01, "replicating") for n, lid in m.replication.items()}
 
     def metrics(self) -> Metrics:
         if self.metrics_error is not None:

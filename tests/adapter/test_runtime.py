@@ -13,6 +13,7 @@ from runtime_kit import KITS, STAY_LEADER, WAIT, Kit, ListStateMachine, cluster
 
 from adapters.errors import ShuttingDown, Timeout
 from adapters.storage import MemoryLogStore, SqliteLogStore
+from adapters.transport.identity import address_of, incarnation_of
 from raftcore.codec import EncodeError
 from raftcore.entries import Entry
 from raftcore.errors import (
@@ -234,7 +235,11 @@ def test_add_learner_promote_and_remove_a_voter(kit: Kit, tcp: bool) -> None:
                 for i in range(20):
                     await leader.write(i, timeout=WAIT)
                 lid, m = await leader.add_learner(4, c.addrs[4], timeout=WAIT)
-                assert m.learner_ids() == {4} and m.node_info(4) == c.addrs[4]
+                assert m.learner_ids() == {4} and address_of(m.node_info(4)) == c.addrs[4]
+                # The membership records the store node 4 runs on.
+                store4 = c.stores[4]
+                assert isinstance(store4, MemoryLogStore)
+                assert incarnation_of(m.node_info(4)) == store4.identity().incarnation
                 # blocking: returned only once the learner had the whole log.
                 assert leader.metrics().replication[4] == leader.metrics().last_log_id
                 assert c.nodes[4].metrics().role is Role.LEARNER

@@ -84,6 +84,19 @@ class TestSqliteLogStoreSynchronousNormal(TestSqliteLogStore):
         return SqliteLogStore(self.path, synchronous="normal")
 
 
+def test_a_wiped_store_is_a_new_incarnation(tmp_path: Path) -> None:
+    path = tmp_path / "raft.db"
+    with SqliteLogStore(path) as store:
+        before = store.identity()
+        store.save_cluster_id("c1")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with SqliteLogStore(path) as store:
+        after = store.identity()
+    assert after.incarnation != before.incarnation and after.cluster_id == ""
+    assert MemoryLogStore().identity().incarnation != MemoryLogStore().identity().incarnation
+
+
 def test_docs_memory_example_runs() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "storage.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
