@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -344,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KvError as e:
         print(f"{args.command}: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # e.g. `status | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":
