@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_kit import KITS, WAIT, Cluster, Kit
 
-from adapters.storage import SqliteLogStore
+from adapters.storage import MemoryLogStore, SqliteLogStore
 from raftcore.membership import AddVoters
 from raftcore.state import Role
 
@@ -149,6 +149,35 @@ def test_whole_cluster_restart_after_a_membership_change(kit: Kit, tmp_path: Pat
                 for n in c.ids:
                     membership = c.nodes[n].metrics().membership
                     assert membership is not None and membership.voter_ids() == {1, 2, 3, 4}
+            finally:
+                await stop_all(c)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_whole_cluster_crash_loses_unflushed_writes_and_restarts(kit: Kit) -> None:
+    """Every store crashes at once (unflushed writes lost, no clean stop, no
+    commit hint saved on the way out), then every node restarts on what is durable."""
+
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 4):
+            c = Cluster(kit, [1, 2, 3], tcp=True)
+            for n in c.ids:
+                await c.start(n, MemoryLogStore())
+            await c.nodes[1].initialize(c.addrs)
+            acked, _ = await write_some(c, 10, "before")
+            backings = {}
+            for n in c.ids:
+                store = c.stores[n]
+                assert isinstance(store, MemoryLogStore)
+                backings[n] = store.backing
+                store.crash()
+            await stop_all(c)
+            for n in c.ids:
+                await c.start(n, MemoryLogStore(backings[n]))
+            try:
+                await assert_serves_everything(c, acked)
             finally:
                 await stop_all(c)
 

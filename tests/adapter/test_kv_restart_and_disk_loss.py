@@ -91,6 +91,59 @@ def test_whole_cluster_stopped_at_once_restarts_and_serves_every_key(
         assert set(cluster.stop_all().values()) == {0}
 
 
+@RUNTIMES
+def test_single_voter_cluster_sigkilled_restarts_and_serves(runtime: str) -> None:
+    with LocalCluster(1, runtime=runtime) as cluster:
+
+        async def scenario() -> None:
+            cluster.start_all()
+            async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
+                await wait_for_leader(client, timeout=20.0)
+                acked, _ = await write_keys(client, [(f"k{i}", f"v{i}") for i in range(20)])
+                cluster.kill(1)
+                cluster.start(1)
+                await wait_for_leader(client, timeout=20.0)
+                assert not await verify_keys(client, acked)
+
+        run(cluster, scenario)
+
+
+@RUNTIMES
+def test_whole_cluster_sigkilled_after_a_membership_change_restarts_and_serves(
+    runtime: str,
+) -> None:
+    with LocalCluster(3, runtime=runtime) as cluster:
+
+        async def scenario() -> None:
+            cluster.start_all()
+            async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
+                await wait_for_leader(client, timeout=20.0)
+                acked, _ = await write_keys(client, [(f"a{i}", f"v{i}") for i in range(20)])
+                new = cluster.add_node()
+                cluster.start(new.node_id)
+                client.add_addresses([new.address.http])
+                await client.add_learner(new.node_id, new.address.raft, new.address.http)
+                await client.promote([new.node_id])
+                more, _ = await write_keys(client, [(f"b{i}", f"v{i}") for i in range(20)])
+                acked.update(more)
+                for i in cluster.nodes:
+                    cluster.kill(i)
+                for i in cluster.nodes:
+                    cluster.start(i)
+                leader = await wait_for_leader(client, timeout=20.0)
+                assert leader["membership"]["voter_ids"] == [1, 2, 3, new.node_id]
+                assert not await verify_keys(client, acked)
+                for node in cluster.nodes.values():
+                    await wait_status(
+                        client,
+                        node.address.http,
+                        lambda s: s["keys"] == len(acked),
+                        f"node {node.node_id} to apply every key",
+                    )
+
+        run(cluster, scenario)
+
+
 def cli(cluster: LocalCluster, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "adapters.kv", *args, "--cluster", cluster.spec],
