@@ -32,7 +32,7 @@ from raftcore.ids import INITIAL_VOTE, LogId
 from raftcore.membership import Membership
 from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteResponse
 from raftcore.quorum import check_safe
-from raftcore.state import Metrics, RecoveredState, Role
+from raftcore.state import FollowerProgress, Metrics, RecoveredState, Role
 
 
 def _check_recovered(rec: RecoveredState, log: Log) -> None:
@@ -265,11 +265,17 @@ class Engine(MembershipHandler):
             self._election_due(now)
 
     def _on_storage_failed(self, ev: StorageFailed, now: float) -> None:
+        """Stop: every request still waiting is answered ``NodeStopped``, once.
+
+        In a fixed order: the writes by log index, then the membership change
+        in progress, then a change queued behind this leader's first commit.
+        """
         self.stopped = ev.reason
         err = NodeStopped(ev.reason)
         for rid in self.pending_writes.values():
             self._emit(Respond(rid, None, err))
         self.pending_writes = {}
+        self._answer_change_stopped(err)
         self.gated.clear()
         self.election_deadline = None
         self._emit(Stopped(ev.reason))

@@ -26,6 +26,7 @@ from raftcore.errors import (
     LeadershipLost,
     MembershipChangeInProgress,
     MembershipMismatch,
+    NodeStopped,
 )
 from raftcore.events import ChangeMembership
 from raftcore.ids import LogId
@@ -117,3 +118,12 @@ class MembershipHandler(LeaderHandler):
             self._emit(Respond(change[0], None, LeadershipLost(leader)))
         if queued is not None:
             self._emit(Respond(queued.request_id, None, self._not_leader()))
+
+    def _answer_change_stopped(self, err: NodeStopped) -> None:
+        """The engine stops: the change in progress and a queued one are answered ``err``."""
+        change, queued = self.membership_change, self.queued_change
+        self.membership_change = self.queued_change = None
+        if change is not None:
+            self._emit(Respond(change[0], None, err))
+        if queued is not None:
+            self._emit(Respond(queued.request_id, None, err))

@@ -30,8 +30,9 @@ most once, by the node incarnation that holds it; an OK answer comes only
 after that node applied the entry; a request refused with ``NotLeader`` is
 never applied anywhere (checked for payloads sent exactly once, which every
 put is); a membership change answered OK names its committed final
-membership. A node asking to be woken again and again at one instant without
-progress is reported as a busy loop.
+membership; an engine stopped by ``StorageFailed`` has answered every request
+it held (writes and membership changes). A node asking to be woken again and
+again at one instant without progress is reported as a busy loop.
 
 ``Simulation(..., manual=ManualTiming())`` builds a simulation without the
 seeded scheduler, for ``raftcore.sim.manual.SimControl`` to drive step by
@@ -1123,6 +1124,16 @@ class Simulation:
         self._handle(node, StorageFailed("injected disk failure"))
         if not node.stopped:
             self._violation("storage-failure", "engine did not stop after StorageFailed", node.id)
+        else:
+            # Every request the engine held is answered as it stops (NodeStopped).
+            me = (node.id, node.incarnation)
+            held = [rid for rid, at in self._inflight.items() if at == me]
+            if held:
+                self._violation(
+                    "storage-failure",
+                    f"engine stopped without answering request(s) {held} it held",
+                    node.id,
+                )
         if node.alive:
             self._crash(node)
             self._schedule_restart(node)

@@ -19,6 +19,7 @@ _PROPERTIES = (
     "leader completeness",
     "commit agreement",
     "state machine safety",
+    "applied entries durable in their own log",
     "monotonic vote, commit and apply",
     "committed entries durable on a quorum",
     "persist before send",

@@ -25,6 +25,11 @@ in O(1) per observation (amortized):
   in the reporter's own log; no node truncates a committed entry.
 - **state machine safety**: the entry applied at index ``i`` is the committed
   entry ``i`` on every node, applied in order, with the same result.
+- **apply durability**: an entry a node applies is, at that moment, in that
+  node's own durable log (a crash must not take out of the log an entry a
+  durable state machine applied; a flush confirmed from before a truncation
+  must not pass for the entry written since at the same index). Checked for
+  entries that pass state machine safety: one finding per applied entry.
 - **monotonic vote** per incarnation, and for the durable vote across
   restarts; **monotonic committed** per incarnation.
 - **quorum durability**: when the commit point advances, and after a crash or
@@ -791,6 +796,32 @@ class InvariantChecker:
                 f"{[sorted(cfg) for cfg in m.configs]}",
             )
 
+    def _check_apply_durable(self, node: NodeId, lid: LogId) -> None:
+        """``node`` applies ``lid``: its own durable log must hold that entry.
+
+        The durable log changes only between steps (flushes, crashes), so
+        checking at the end of the applying step is checking at the apply.
+        """
+        view = self.view
+        i = lid.index
+        have = view.durable_log_id_at(node, i)
+        if have == lid:
+            return
+        if have is not None:
+            holds = f"holds {have} at index {i}"
+        else:
+            end = i - 1
+            while end > 0 and view.durable_log_id_at(node, end) is None:
+                end -= 1
+            last = view.durable_log_id_at(node, end)
+            holds = f"ends at index {end} ({last})" if end else "is empty"
+        self.violation(
+            "apply-durability",
+            f"node {node} applied {lid} (index {i}) before it was durable in its own log: "
+            f"the durable log {holds}",
+            node,
+        )
+
     def on_apply(self, node: NodeId, entries: tuple[Entry, ...], results: dict[int, Any]) -> None:
         """``node`` applied ``entries`` (in order); ``results`` by index for NORMAL ones."""
         self.checks += 1
@@ -823,6 +854,8 @@ class InvariantChecker:
                     f"applied {e.log_id} beyond its own committed {t.committed}",
                     node,
                 )
+            else:
+                self._check_apply_durable(node, e.log_id)
             if e.kind is EntryKind.NORMAL and i in results:
                 r = results[i]
                 if i in self._results:
