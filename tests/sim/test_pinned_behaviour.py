@@ -48,7 +48,7 @@ def test_trace_digests_are_pinned(runs: dict[int, tuple[str, dict[str, object]]]
     if os.environ.get("RAFTCORE_UPDATE_PINS"):
         PINS.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
     pinned = json.loads(PINS.read_text())
-    changed = sorted((int(s) for s in digests if digests[s] != pinned.get(s)))
+    changed = sorted(int(s) for s in digests if digests[s] != pinned.get(s))
     assert not changed, (
         f"behaviour changed for seeds {changed}: a refactoring must keep every digest; "
         "a deliberate behaviour change updates the pins (see this module's docstring)"
