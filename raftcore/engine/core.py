@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from raftcore.commands import Command, Respond, Stopped
 from raftcore.config import Config
-from raftcore.engine.base import NEVER, Rng
+from raftcore.engine import election, follower, leader, membership
+from raftcore.engine.apply import advance_apply, on_applied
 from raftcore.engine.io import IoProgress
 from raftcore.engine.log import Log
-from raftcore.engine.membership import MembershipHandler
+from raftcore.engine.replication import heartbeat_all
+from raftcore.engine.state import NEVER, NodeState, Rng
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
 from raftcore.events import (
@@ -55,12 +57,16 @@ def _check_recovered(rec: RecoveredState, log: Log) -> None:
         raise ConfigError("recovered.membership", "must be the membership at or before last_purged")
 
 
-class Engine(MembershipHandler):
+class Engine(NodeState):
     """A Raft node as a pure state machine.
 
     ``handle(event, now)`` returns the commands to execute, in order;
     ``next_deadline`` is the earliest ``now`` at which the engine wants a
     ``Wakeup``. Same recovered state, events and rng: same commands.
+
+    The state is ``NodeState``'s; each event goes to the handler function of
+    its concern (``election``, ``follower``, ``leader``, ``membership``,
+    ``apply``), leader-only handlers only through the ``LeaderState``.
     """
 
     # ``node_id``, ``config`` and ``event`` are typed ``object`` on purpose: a
@@ -113,33 +119,26 @@ class Engine(MembershipHandler):
         self.election_deadline = None
         self.leader_heard_at = NEVER
         self.term_seen = 0
-        self.round_vote = INITIAL_VOTE
-        self.granted = set()
-        self.self_vote_io = 0
-        self.election_started_at = now
-        self.progress = {}
-        self.leader_first_index = 0
-        self.heartbeat_deadline = NEVER
         self.pending_writes = {}
-        self.membership_change = None
-        self.queued_change = None
         self.seq = 0
         self.gated = deque()
         self.stopped = None
-        self._last_now = now
-        self._out = []
-        self._election_timeout = config.election_timeout_max
+        self.leader = None
+        self.candidate = None
+        self.last_now = now
+        self.out = []
+        self.election_timeout = config.election_timeout_max
         # Arms the election timer when this node is a voter.
-        self._membership_changed()
+        self.membership_changed()
         # Entries known committed but not applied yet are applied on the first call.
-        self._advance_apply()
+        advance_apply(self)
         self._dispatch: dict[type, Callable[[Any, float], None]] = {
             MessageReceived: self._on_message,
             ClientWrite: self._on_client_write,
             ClientWriteBatch: self._on_client_write_batch,
             ChangeMembership: self._on_change_membership,
             IoFlushed: self._on_io_flushed,
-            Applied: self._on_applied_event,
+            Applied: self._on_applied,
             Wakeup: self._on_wakeup,
             Initialize: self._on_initialize,
             StorageFailed: self._on_storage_failed,
@@ -157,26 +156,32 @@ class Engine(MembershipHandler):
         """
         if self.stopped is not None:
             return []
-        if not now >= self._last_now:  # also refuses NaN
-            raise LocalProtocolError(f"time went backwards: {now} < {self._last_now}")
+        if not now >= self.last_now:  # also refuses NaN
+            raise LocalProtocolError(f"time went backwards: {now} < {self.last_now}")
         handler = self._dispatch.get(type(event))
         if handler is None:
             raise LocalProtocolError(f"not an engine event: {event!r}")
-        self._last_now = now
-        out = self._out
-        handler(event, now)
-        self._out = []
+        self.last_now = now
+        out = self.out
+        try:
+            handler(event, now)
+        finally:
+            # Never leave output behind for the next call, even if a handler raised.
+            self.out = []
         return out
 
     @property
     def next_deadline(self) -> float | None:
         if self.stopped is not None:
             return None
-        if self.role is Role.LEADER:
-            return self.heartbeat_deadline
+        ld = self.leader
+        if ld is not None:
+            return ld.heartbeat_deadline
         return self.election_deadline
 
     def metrics(self) -> Metrics:
+        ld = self.leader
+        progress = ld.progress if ld is not None else {}
         return Metrics(
             node_id=self.node_id,
             role=self.role,
@@ -186,10 +191,9 @@ class Engine(MembershipHandler):
             committed=self.committed,
             applied=self.applied,
             membership=self.membership,
-            replication={n: p.matching for n, p in self.progress.items()},
+            replication={n: p.matching for n, p in progress.items()},
             followers={
-                n: FollowerProgress(p.matching, p.acked_at, p.probing)
-                for n, p in self.progress.items()
+                n: FollowerProgress(p.matching, p.acked_at, p.probing) for n, p in progress.items()
             },
             stopped=self.stopped,
         )
@@ -206,13 +210,13 @@ class Engine(MembershipHandler):
         msg: object = getattr(ev, "message")  # noqa: B009
         t = type(msg)
         if t is AppendRequest:
-            self._on_append_request(ev.sender, msg, now)  # type: ignore[arg-type]
+            follower.on_append_request(self, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is AppendResponse:
-            self._on_append_response(ev.sender, msg, now)  # type: ignore[arg-type]
+            leader.on_append_response(self, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is VoteRequest:
-            self._on_vote_request(ev.sender, msg, now)  # type: ignore[arg-type]
+            election.on_vote_request(self, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is VoteResponse:
-            self._on_vote_response(ev.sender, msg, now)  # type: ignore[arg-type]
+            election.on_vote_response(self, ev.sender, msg, now)  # type: ignore[arg-type]
         else:
             raise LocalProtocolError(f"not a raft message: {msg!r}")
 
@@ -223,6 +227,22 @@ class Engine(MembershipHandler):
         if ev.requests:
             self._on_client_writes(ev.requests, now)
 
+    def _on_client_writes(self, requests: tuple[tuple[Hashable, Any], ...], now: float) -> None:
+        ld = self.leader
+        if ld is None:
+            err = self.not_leader()
+            for rid, _ in requests:
+                self.emit(Respond(rid, None, err))
+            return
+        leader.on_client_writes(self, ld, requests, now)
+
+    def _on_change_membership(self, ev: ChangeMembership, now: float) -> None:
+        ld = self.leader
+        if ld is None:
+            self.emit(Respond(ev.request_id, None, self.not_leader()))
+            return
+        membership.on_change_membership(self, ld, ev, now)
+
     def _on_io_flushed(self, ev: IoFlushed, now: float) -> None:
         try:
             changed = self.io.flush(ev.io_id)
@@ -230,24 +250,26 @@ class Engine(MembershipHandler):
             raise LocalProtocolError(str(e)) from None
         if not changed:
             return
-        self._release_gated()
+        self.release_gated()
         if self.apply_requested < self.committed.index:
-            self._advance_apply()
-        if self.role is Role.LEADER:
+            advance_apply(self)
+        ld = self.leader
+        if ld is not None:
             if self.io.durable_log_id.index > self.committed.index:
-                self._leader_commit()
+                leader.leader_commit(self, ld)
         elif self.role is Role.CANDIDATE:
-            self._self_vote_durable(now)
+            election.self_vote_durable(self, now)
 
-    def _on_applied_event(self, ev: Applied, now: float) -> None:
-        self._on_applied(ev.upto, ev.results)
+    def _on_applied(self, ev: Applied, now: float) -> None:
+        on_applied(self, ev.upto, ev.results)
 
     def _on_wakeup(self, ev: Wakeup, now: float) -> None:
-        if self.role is Role.LEADER:
-            if now >= self.heartbeat_deadline:
-                self._leader_tick(now)
+        ld = self.leader
+        if ld is not None:
+            if now >= ld.heartbeat_deadline:
+                leader.leader_tick(self, ld, now)
         elif self.election_deadline is not None and now >= self.election_deadline:
-            self._election_due(now)
+            election.election_due(self, now)
 
     def _on_initialize(self, ev: Initialize, now: float) -> None:
         if self.log.last_index > 0 or self.vote != INITIAL_VOTE or self.memberships:
@@ -259,10 +281,10 @@ class Engine(MembershipHandler):
         if not isinstance(m, Membership):
             raise LocalProtocolError(f"Initialize needs a Membership, got {m!r}")
         check_safe(m.quorum_set(), self.config.leader_id_mode)  # ConfigError if unsafe
-        self._append([membership_entry(LogId(0, 0, 1), m)])
+        self.append([membership_entry(LogId(0, 0, 1), m)])
         if self.is_voter():
             # Elect at once: there is no leader to wait for.
-            self._election_due(now)
+            election.election_due(self, now)
 
     def _on_storage_failed(self, ev: StorageFailed, now: float) -> None:
         """Stop: every request still waiting is answered ``NodeStopped``, once.
@@ -273,17 +295,20 @@ class Engine(MembershipHandler):
         self.stopped = ev.reason
         err = NodeStopped(ev.reason)
         for rid in self.pending_writes.values():
-            self._emit(Respond(rid, None, err))
+            self.emit(Respond(rid, None, err))
         self.pending_writes = {}
-        self._answer_change_stopped(err)
+        ld = self.leader
+        if ld is not None:
+            membership.answer_change_stopped(self, ld, err)
         self.gated.clear()
         self.election_deadline = None
-        self._emit(Stopped(ev.reason))
+        self.emit(Stopped(ev.reason))
 
     def _on_trigger_election(self, ev: TriggerElection, now: float) -> None:
-        if self._self_voter:
-            self._start_election(now)
+        if self.self_voter:
+            election.start_election(self, now)
 
     def _on_trigger_heartbeat(self, ev: TriggerHeartbeat, now: float) -> None:
-        if self.role is Role.LEADER:
-            self._heartbeat_all(now)
+        ld = self.leader
+        if ld is not None:
+            heartbeat_all(self, ld, now)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from operator import itemgetter
 
-from raftcore.engine.election import ElectionHandler
+from raftcore.engine.apply import advance_apply
+from raftcore.engine.state import NodeState
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse
@@ -66,100 +67,100 @@ def _validate(sender: NodeId, req: AppendRequest) -> None:
         raise RemoteProtocolError(f"append from {sender}: prev {prev!r} is newer than its vote")
 
 
-class FollowerHandler(ElectionHandler):
-    def _on_append_request(self, sender: NodeId, req: AppendRequest, now: float) -> None:
-        _validate(sender, req)
-        if req.vote != self.vote:
-            c = compare_votes(req.vote, self.vote, self.config.leader_id_mode)
-            if c is None or c < 0:
-                self._send(sender, self._append_reply(req, False, ZERO_LOG_ID, 0))
-                return
-        log = self.log
-        prev = req.prev_log_id
-        committed = self.committed.index
-        # Decide everything before changing anything: a bad request must not
-        # leave half-applied state behind.
-        hint = 0
-        truncate_at = 0
-        new_from = len(req.entries)
-        if prev == log.last_log_id():
-            # The common case: the entries go right after our last one.
-            new_from = 0
-        elif prev.index > log.last_index:
-            hint = log.last_index + 1
-        elif prev.index >= log.last_purged.index and log.log_id_at(prev.index) != prev:
-            if prev.index <= committed:
-                raise RemoteProtocolError(
-                    f"append from {sender}: prev {prev!r} contradicts committed entry "
-                    f"{log.log_id_at(prev.index)!r}"
-                )
-            hint = max(committed + 1, log.first_index_of_leader(prev.index))
-        else:
-            last = log.last_index
-            for i, e in enumerate(req.entries):
-                idx = e.log_id.index
-                if idx <= log.last_purged.index:
-                    continue
-                if idx > last:
-                    new_from = i
-                    break
-                if log.log_id_at(idx) != e.log_id:
-                    if idx <= committed:
-                        raise RemoteProtocolError(
-                            f"append from {sender}: entry {e.log_id!r} would overwrite "
-                            f"committed entry {log.log_id_at(idx)!r}"
-                        )
-                    truncate_at = idx
-                    new_from = i
-                    break
-
-        if req.vote != self.vote:
-            self._save_vote(req.vote)
-        if self.role is not Role.FOLLOWER and self.role is not Role.LEARNER:
-            self._become_follower(now)
-        else:
-            self._restart_election_timer(now)
-        self.leader_heard_at = now
-
-        if hint:
-            self._send(sender, self._append_reply(req, False, ZERO_LOG_ID, hint))
+def on_append_request(s: NodeState, sender: NodeId, req: AppendRequest, now: float) -> None:
+    _validate(sender, req)
+    if req.vote != s.vote:
+        c = compare_votes(req.vote, s.vote, s.config.leader_id_mode)
+        if c is None or c < 0:
+            s.send(sender, _append_reply(s, req, False, ZERO_LOG_ID, 0))
             return
-        if truncate_at:
-            self._truncate(truncate_at)
-        entries = req.entries
-        if new_from < len(entries):
-            self._append(list(entries[new_from:]) if new_from else list(entries))
-        matching = entries[-1].log_id if entries else prev
-        reply = self._append_reply(req, True, matching, 0)
-        io = self.io
-        if (
-            not entries
-            and not truncate_at
-            and (prev.index <= io.durable_log_id.index and io.durable_vote == self.vote)
-        ):
-            # A heartbeat claims only what is already durable: answering it
-            # must not wait behind an unrelated slow write (check-quorum).
-            self._send(sender, reply)
-        else:
-            self._send_when_durable(sender, reply)
-        upto = min(req.leader_commit, matching.index)
-        if upto > committed:
-            lid = log.log_id_at(upto)
-            assert lid is not None
-            self.committed = lid
-            self._advance_apply()
-            if self._self_voter:
-                self._commit_advanced()
+    log = s.log
+    prev = req.prev_log_id
+    committed = s.committed.index
+    # Decide everything before changing anything: a bad request must not
+    # leave half-applied state behind.
+    hint = 0
+    truncate_at = 0
+    new_from = len(req.entries)
+    if prev == log.last_log_id():
+        # The common case: the entries go right after our last one.
+        new_from = 0
+    elif prev.index > log.last_index:
+        hint = log.last_index + 1
+    elif prev.index >= log.last_purged.index and log.log_id_at(prev.index) != prev:
+        if prev.index <= committed:
+            raise RemoteProtocolError(
+                f"append from {sender}: prev {prev!r} contradicts committed entry "
+                f"{log.log_id_at(prev.index)!r}"
+            )
+        hint = max(committed + 1, log.first_index_of_leader(prev.index))
+    else:
+        last = log.last_index
+        for i, e in enumerate(req.entries):
+            idx = e.log_id.index
+            if idx <= log.last_purged.index:
+                continue
+            if idx > last:
+                new_from = i
+                break
+            if log.log_id_at(idx) != e.log_id:
+                if idx <= committed:
+                    raise RemoteProtocolError(
+                        f"append from {sender}: entry {e.log_id!r} would overwrite "
+                        f"committed entry {log.log_id_at(idx)!r}"
+                    )
+                truncate_at = idx
+                new_from = i
+                break
 
-    def _append_reply(
-        self, req: AppendRequest, success: bool, matching: LogId, hint: int
-    ) -> AppendResponse:
-        return AppendResponse(
-            vote=self.vote,
-            success=success,
-            matching=matching,
-            conflict_hint=hint,
-            last_log_id=self.log.last_log_id(),
-            seq=req.seq,
-            sent_at=req.sent_at,
-        )
+    if req.vote != s.vote:
+        s.save_vote(req.vote)
+    if s.role is not Role.FOLLOWER and s.role is not Role.LEARNER:
+        s.become_follower(now)
+    else:
+        s.restart_election_timer(now)
+    s.leader_heard_at = now
+
+    if hint:
+        s.send(sender, _append_reply(s, req, False, ZERO_LOG_ID, hint))
+        return
+    if truncate_at:
+        s.truncate(truncate_at)
+    entries = req.entries
+    if new_from < len(entries):
+        s.append(list(entries[new_from:]) if new_from else list(entries))
+    matching = entries[-1].log_id if entries else prev
+    reply = _append_reply(s, req, True, matching, 0)
+    io = s.io
+    if (
+        not entries
+        and not truncate_at
+        and (prev.index <= io.durable_log_id.index and io.durable_vote == s.vote)
+    ):
+        # A heartbeat claims only what is already durable: answering it
+        # must not wait behind an unrelated slow write (check-quorum).
+        s.send(sender, reply)
+    else:
+        s.send_when_durable(sender, reply)
+    upto = min(req.leader_commit, matching.index)
+    if upto > committed:
+        lid = log.log_id_at(upto)
+        assert lid is not None
+        s.committed = lid
+        advance_apply(s)
+        if s.self_voter:
+            s.commit_advanced()
+
+
+def _append_reply(
+    s: NodeState, req: AppendRequest, success: bool, matching: LogId, hint: int
+) -> AppendResponse:
+    return AppendResponse(
+        vote=s.vote,
+        success=success,
+        matching=matching,
+        conflict_hint=hint,
+        last_log_id=s.log.last_log_id(),
+        seq=req.seq,
+        sent_at=req.sent_at,
+    )

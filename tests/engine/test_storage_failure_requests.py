@@ -1,7 +1,7 @@
 """A storage failure answers every request the engine holds, once, then silence.
 
 An engine holds three kinds of request: client writes (``pending_writes``),
-the membership change it is carrying out (``membership_change``) and a
+the membership change it is carrying out (``LeaderState.membership_change``) and a
 change queued until the membership is known committed (``queued_change``).
 ``StorageFailed`` answers them all with ``NodeStopped``, in that order
 (writes by log index), before ``Stopped``; after it the engine emits nothing.
@@ -74,7 +74,8 @@ def _assert_silent(e: Engine, now: float = 1.0) -> None:
 
 def _assert_cleared(e: Engine) -> None:
     assert e.pending_writes == {}
-    assert e.membership_change is None and e.queued_change is None
+    ld = e.leader
+    assert ld is None or (ld.membership_change is None and ld.queued_change is None)
 
 
 def test_storage_failure_in_the_joint_phase_answers_the_change_and_the_writes() -> None:
@@ -101,7 +102,7 @@ def test_storage_failure_in_the_final_phase_answers_the_change() -> None:
     out = _ack_round(e, out, (2, 3))
     # The joint entry committed, the final one is appended, not committed.
     assert e.committed.index >= 3 and e.membership is not None and not e.membership.is_joint
-    assert e.membership_change == ("c", False)
+    assert e.leader is not None and e.leader.membership_change == ("c", False)
     assert [c for c in out if isinstance(c, Respond)] == []
     e.handle(ClientWrite("b", 2), 0.5)
     assert e.handle(StorageFailed("disk full"), 0.5) == [
@@ -117,7 +118,7 @@ def test_storage_failure_in_the_final_phase_answers_the_change() -> None:
 def test_storage_failure_answers_a_change_queued_behind_the_first_commit() -> None:
     e = make_leader(commit_blank=False)
     assert e.handle(ChangeMembership("q", AddLearners({4: "addr-4"})), 0.5) == []
-    assert e.queued_change is not None
+    assert e.leader is not None and e.leader.queued_change is not None
     e.handle(ClientWrite("a", 1), 0.5)
     assert e.handle(StorageFailed("disk full"), 0.5) == [
         Respond("a", None, STOP),
@@ -142,9 +143,10 @@ def test_storage_failure_answers_a_change_queued_while_leaving_a_predecessors_jo
     final = leave_joint(joint, retain=True)
     appended = [c.entries for c in out if isinstance(c, AppendLog)]
     assert appended == [(membership_entry(LogId(2, 1, 4), final),)]
-    assert e.committed == b3.log_id and e.membership == final and e.membership_change is None
+    assert e.committed == b3.log_id and e.membership == final
+    assert e.leader is not None and e.leader.membership_change is None
     assert e.handle(ChangeMembership("q", AddLearners({5: "addr-5"})), 0.5) == []
-    assert e.queued_change is not None
+    assert e.leader is not None and e.leader.queued_change is not None
     e.handle(ClientWrite("w", 1), 0.5)
     assert e.handle(StorageFailed("disk full"), 0.5) == [
         Respond("w", None, STOP),

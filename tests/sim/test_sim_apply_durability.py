@@ -16,6 +16,7 @@ from test_sim_mutants import Wrapped
 
 from raftcore.commands import AppendLog, Apply, Command
 from raftcore.engine import Engine
+from raftcore.engine.apply import advance_apply
 from raftcore.entries import normal
 from raftcore.events import Event, IoFlushed
 from raftcore.ids import ZERO_LOG_ID, LeaderIdMode, LogId, NodeId, Vote
@@ -66,9 +67,9 @@ class FlushAcrossTruncation(Wrapped):
                     del self.appends[io]
                 if written.index > e.io.durable_log_id.index:
                     e.io.durable_log_id = written
-                    e._advance_apply()
-                    out += e._out
-                    e._out = []
+                    advance_apply(e)
+                    out += e.out
+                    e.out = []
         return out
 
 

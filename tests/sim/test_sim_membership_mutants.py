@@ -11,13 +11,14 @@ from typing import Any
 from test_sim_mutants import Wrapped
 
 from raftcore.commands import AppendLog, Command, Respond, Send
+from raftcore.engine.replication import leader_append
 from raftcore.entries import Entry, EntryKind, membership_entry
 from raftcore.events import ChangeMembership, Event
+from raftcore.ids import LogId
 from raftcore.membership import AddVoters, Membership, next_membership
 from raftcore.messages import AppendRequest
 from raftcore.sim import SimOptions, SimResult, Simulation
 from raftcore.sim.manual import SimControl
-from raftcore.state import Role
 
 
 def kinds(violations: Any) -> set[str]:
@@ -48,19 +49,21 @@ class SecondChange(Wrapped):
 
     def handle(self, event: Event, now: float) -> list[Command]:
         e = self.inner
-        busy = e.role is Role.LEADER and (
-            e.membership_change is not None
+        busy = e.leader is not None and (
+            e.leader.membership_change is not None
             or (e.memberships and e.memberships[-1][0].index > e.committed.index)
         )
         out = e.handle(event, now)
-        if isinstance(event, ChangeMembership) and busy and e.membership is not None:
+        ld = e.leader
+        if isinstance(event, ChangeMembership) and busy and ld and e.membership is not None:
             try:
                 nxt = next_membership(e.membership, event.change, retain=event.retain)
             except ValueError:
                 return out
-            e._append_membership(nxt, now)
-            out += e._out
-            e._out = []
+            lid = LogId(e.vote.term, e.node_id, e.log.last_index + 1)
+            leader_append(e, ld, [membership_entry(lid, nxt)], now)
+            out += e.out
+            e.out = []
         return out
 
 
@@ -92,13 +95,14 @@ class EarlyChanger(Wrapped):
 
     def handle(self, event: Event, now: float) -> list[Command]:
         e = self.inner
-        if isinstance(event, ChangeMembership) and e.role is Role.LEADER:
-            first = e.leader_first_index
-            e.leader_first_index = 0
+        ld = e.leader
+        if isinstance(event, ChangeMembership) and ld is not None:
+            first = ld.first_index
+            ld.first_index = 0
             try:
                 return e.handle(event, now)
             finally:
-                e.leader_first_index = first
+                ld.first_index = first
         return e.handle(event, now)
 
 

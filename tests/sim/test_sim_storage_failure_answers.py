@@ -28,9 +28,9 @@ class ForgetsChangesOnStop(Wrapped):
 
     def handle(self, event: Event, now: float) -> list[Command]:
         e = self.inner
-        if isinstance(event, StorageFailed):
-            e.membership_change = None
-            e.queued_change = None
+        if isinstance(event, StorageFailed) and e.leader is not None:
+            e.leader.membership_change = None
+            e.leader.queued_change = None
         return e.handle(event, now)
 
 

@@ -1,11 +1,13 @@
-"""The engine's state and the transitions every handler shares.
+"""The state every node has, and the transitions every concern shares.
 
-Handlers each own one concern, one module each, stacked in a single
-inheritance chain: base <- apply <- election <- follower <- leader <- Engine
-(single inheritance keeps the engine compilable with mypyc). State changes
-that several concerns need — saving a vote, appending or truncating the log,
-changing role, tracking the effective membership — live here, in one
-readable place.
+``NodeState`` holds what a node keeps in any role (vote, log, commit and
+apply positions, IO progress, memberships, the election timer) plus one
+role value: ``leader`` (a ``LeaderState``) while it leads, ``candidate`` (a
+``CandidateState``) while it campaigns, neither otherwise. State changes that
+several concerns need (saving a vote, appending or truncating the log,
+tracking the effective membership, changing role) live here, in one
+readable place; the handler modules (``election``, ``follower``, ``leader``,
+``replication``, ``membership``, ``apply``) are functions over it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from raftcore.commands import AppendLog, Command, Respond, SaveVote, Send, Trunc
 from raftcore.config import Config
 from raftcore.engine.io import IoProgress
 from raftcore.engine.log import Log
-from raftcore.engine.progress import Progress
+from raftcore.engine.roles import CandidateState, LeaderState
 from raftcore.entries import Entry, EntryKind
-from raftcore.errors import LeadershipLost
-from raftcore.events import ChangeMembership
+from raftcore.errors import LeadershipLost, NotLeader
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendResponse, Message
@@ -40,7 +41,9 @@ class Rng(Protocol):
     def uniform(self, a: float, b: float) -> float: ...
 
 
-class EngineBase:
+class NodeState:
+    """One node's engine state (see the module docstring)."""
+
     node_id: NodeId
     config: Config
     rng: Rng
@@ -62,74 +65,69 @@ class EngineBase:
     #: Greatest term of a vote request this node refused (volatile). Never
     #: adopted as a vote; only a campaign of this node starts above it.
     term_seen: int
-    # candidate state
-    round_vote: Vote
-    granted: set[NodeId]
-    self_vote_io: int
-    election_started_at: float
-    # leader state
-    progress: dict[NodeId, Progress]
-    leader_first_index: int
-    heartbeat_deadline: float
+    #: Client writes waiting for their entry to apply, by log index. Not
+    #: leader state: a write whose entry committed is answered when it
+    #: applies, even after this node stopped leading.
     pending_writes: dict[int, Hashable]
-    #: The membership change this leader is carrying out: (request id, retain).
-    membership_change: tuple[Hashable, bool] | None
-    #: A change request waiting for this leader's first entry to commit.
-    queued_change: ChangeMembership | None
+    #: The sequence number of the last append request sent (per node, never reset).
     seq: int
     #: Sends held until a storage command is durable: ``(io_id, command)``.
     gated: deque[tuple[int, Send]]
     stopped: str | None
+    #: The leader's state while this node leads.
+    leader: LeaderState | None
+    #: The campaign's state while this node is a (pre-)candidate.
+    candidate: CandidateState | None
     #: The ``now`` of the event being handled.
-    _last_now: float
+    last_now: float
     #: May this node campaign? Kept by ``_voter_status`` (see there).
-    _self_voter: bool
+    self_voter: bool
     #: The randomized timeout drawn at the last reset.
-    _election_timeout: float
-    _out: list[Command]
+    election_timeout: float
+    out: list[Command]
 
     # -- output ------------------------------------------------------------
 
-    def _emit(self, cmd: Command) -> None:
-        self._out.append(cmd)
+    def emit(self, cmd: Command) -> None:
+        self.out.append(cmd)
 
-    def _send(self, to: NodeId, msg: Message) -> None:
-        self._out.append(Send(to, msg))
+    def send(self, to: NodeId, msg: Message) -> None:
+        self.out.append(Send(to, msg))
 
-    def _send_when_durable(self, to: NodeId, msg: Message) -> None:
+    def send_when_durable(self, to: NodeId, msg: Message) -> None:
         """Send once every storage command issued so far is durable."""
         io = self.io
         if io.flushed == io.issued:
-            self._out.append(Send(to, msg))
+            self.out.append(Send(to, msg))
         else:
             self.gated.append((io.issued, Send(to, msg)))
 
-    def _release_gated(self) -> None:
+    def release_gated(self) -> None:
         flushed = self.io.flushed
         g = self.gated
         while g and g[0][0] <= flushed:
-            self._out.append(g.popleft()[1])
+            self.out.append(g.popleft()[1])
 
     # -- storage -----------------------------------------------------------
 
-    def _save_vote(self, vote: Vote) -> int:
+    def save_vote(self, vote: Vote) -> int:
         self.vote = vote
         io_id = self.io.issue(vote, self.log.last_log_id())
-        self._out.append(SaveVote(io_id, vote))
+        self.out.append(SaveVote(io_id, vote))
         return io_id
 
-    def _append(self, entries: list[Entry], normal_only: bool = False) -> None:
+    def append(self, entries: list[Entry], normal_only: bool = False) -> None:
         self.log.append(entries)
         io_id = self.io.issue(self.vote, entries[-1].log_id)
-        self._out.append(AppendLog(io_id, tuple(entries)))
+        self.out.append(AppendLog(io_id, tuple(entries)))
         if normal_only or _MEMBERSHIP not in map(_KIND, entries):
             return
         for e in entries:
             if e.kind is EntryKind.MEMBERSHIP:
                 self.memberships.append((e.log_id, e.data))
-        self._membership_changed()
+        self.membership_changed()
 
-    def _truncate(self, since: int) -> None:
+    def truncate(self, since: int) -> None:
         self.log.truncate(since)
         new_last = self.log.last_log_id()
         self.io.clamp(since, new_last)
@@ -147,27 +145,32 @@ class EngineBase:
                 )
             )
         io_id = self.io.issue(self.vote, new_last)
-        self._out.append(TruncateLog(io_id, since))
+        self.out.append(TruncateLog(io_id, since))
         ms = self.memberships
         if ms and ms[-1][0].index >= since:
             while ms and ms[-1][0].index >= since:
                 ms.pop()
-            self._membership_changed()
+            self.membership_changed()
 
     # -- membership --------------------------------------------------------
 
-    def _membership_changed(self) -> None:
+    def membership_changed(self) -> None:
         self.membership = self.memberships[-1][1] if self.memberships else None
         self.quorum = self.membership.quorum_set() if self.membership is not None else None
-        self._self_voter = self._voter_status()
-        if self.role is Role.LEADER:
-            self._sync_progress()
-        elif self._self_voter:
+        self.self_voter = self._voter_status()
+        ld = self.leader
+        if ld is not None:
+            # A member added while leading starts probing at the last entry
+            # (its membership entry): the first append is sent, and its
+            # rejection back-tracks to where the new member's log ends.
+            ld.sync_progress(self.membership, self.node_id, max(1, self.log.last_index))
+        elif self.self_voter:
             if self.role is Role.LEARNER:
                 self.role = Role.FOLLOWER
-                self._reset_election_timer(self._last_now)
+                self.reset_election_timer(self.last_now)
         elif self.role is not Role.LEARNER:
             self.role = Role.LEARNER
+            self.candidate = None
             self.election_deadline = None
 
     def _voter_status(self) -> bool:
@@ -187,85 +190,74 @@ class EngineBase:
             return True
         return len(ms) > 1 and ms[-1][0].index > self.committed.index and ms[-2][1].is_voter(me)
 
-    def _commit_advanced(self) -> None:
+    def commit_advanced(self) -> None:
         """Follower: a removing membership may have become known committed."""
-        if self._self_voter and not self._voter_status():
-            self._membership_changed()
+        if self.self_voter and not self._voter_status():
+            self.membership_changed()
 
     def is_voter(self, node_id: NodeId | None = None) -> bool:
         m = self.membership
         return m is not None and m.is_voter(self.node_id if node_id is None else node_id)
 
-    # Implemented by the handler mixins; declared here so each mixin can call
-    # the others through the base.
-
-    def _sync_progress(self, start: int = 0) -> None:
-        """Leader: one progress per member of the effective membership."""
-        raise NotImplementedError
-
-    def _advance_apply(self) -> None:
-        """Hand newly committed entries to the state machine."""
-        raise NotImplementedError
-
-    def _become_leader(self, now: float) -> None:
-        raise NotImplementedError
-
-    def _after_leader_commit(self) -> None:
-        """Leader: the commit index moved (membership changes take their next step)."""
-        raise NotImplementedError
-
-    def _answer_change_lost(self) -> None:
-        """Leaving leadership: answer the membership change in progress."""
-        raise NotImplementedError
-
-    def _leader_lease_valid(self, now: float) -> bool:
-        raise NotImplementedError
+    def uncommitted_membership(self) -> bool:
+        ms = self.memberships
+        return bool(ms) and ms[-1][0].index > self.committed.index
 
     # -- roles ---------------------------------------------------------------
 
-    def _reset_election_timer(self, now: float, extra: float = 0.0) -> None:
+    def reset_election_timer(self, now: float, extra: float = 0.0) -> None:
         """Draw a new randomized election timeout and start it at ``now``."""
-        if self._self_voter:
+        if self.self_voter:
             c = self.config
-            self._election_timeout = self.rng.uniform(
-                c.election_timeout_min, c.election_timeout_max
-            )
-            self.election_deadline = now + extra + self._election_timeout
+            self.election_timeout = self.rng.uniform(c.election_timeout_min, c.election_timeout_max)
+            self.election_deadline = now + extra + self.election_timeout
         else:
             self.election_deadline = None
 
-    def _restart_election_timer(self, now: float) -> None:
+    def restart_election_timer(self, now: float) -> None:
         """Heard from the leader: restart the timer with the timeout already drawn.
 
         Drawn once per role change (as etcd does), not per message: the hot
         path makes no rng call, and followers still time out at different
         moments.
         """
-        if self._self_voter:
-            self.election_deadline = now + self._election_timeout
+        if self.self_voter:
+            self.election_deadline = now + self.election_timeout
 
-    def _become_follower(self, now: float) -> None:
-        if self.role is Role.LEADER:
-            self._step_down()
-        self._self_voter = self._voter_status()
-        self.role = Role.FOLLOWER if self._self_voter else Role.LEARNER
-        self.granted = set()
-        self._reset_election_timer(now)
+    def become_follower(self, now: float) -> None:
+        if self.leader is not None:
+            self.step_down()
+        self.self_voter = self._voter_status()
+        self.role = Role.FOLLOWER if self.self_voter else Role.LEARNER
+        self.candidate = None
+        self.reset_election_timer(now)
 
-    def _step_down(self) -> None:
-        """Leaving leadership: answer writes whose outcome is now unknown."""
-        self.progress = {}
-        self._answer_change_lost()
+    def step_down(self) -> None:
+        """Leaving leadership: drop the leader state and answer what it held
+        whose outcome is now unknown (uncommitted writes, the membership
+        change in progress) or that never began (a queued change)."""
+        ld = self.leader
+        if ld is None:
+            return
+        self.leader = None
+        change, queued = ld.membership_change, ld.queued_change
+        if change is not None:
+            self.emit(Respond(change[0], None, LeadershipLost(self._other_leader())))
+        if queued is not None:
+            self.emit(Respond(queued.request_id, None, self.not_leader()))
         c = self.committed.index
-        leader = self.vote.node_id if self.vote.node_id != self.node_id else None
+        leader = self._other_leader()
         for idx in [i for i in self.pending_writes if i > c]:
             rid = self.pending_writes.pop(idx)
-            self._out.append(Respond(rid, None, LeadershipLost(leader)))
+            self.out.append(Respond(rid, None, LeadershipLost(leader)))
 
-    def _adopt_vote(self, vote: Vote, now: float) -> None:
+    def _other_leader(self) -> NodeId | None:
+        return self.vote.node_id if self.vote.node_id != self.node_id else None
+
+    def adopt_vote(self, vote: Vote, now: float) -> None:
         """Take a greater vote seen in a message, and follow."""
-        self._save_vote(vote)
-        self._become_follower(now)
+        self.save_vote(vote)
+        self.become_follower(now)
 
     def leader_id(self) -> NodeId | None:
         """The leader this node knows of, if any (never itself after stepping down)."""
@@ -274,6 +266,13 @@ class EngineBase:
             return v.node_id
         return None
 
-    def _candidates_and_voters(self) -> Iterable[NodeId]:
+    def not_leader(self) -> NotLeader:
+        lid = self.leader_id()
+        if lid is None or lid == self.node_id:
+            return NotLeader(None, None)
+        m = self.membership
+        return NotLeader(lid, m.node_info(lid) if m is not None else None)
+
+    def other_voters(self) -> Iterable[NodeId]:
         m = self.membership
         return () if m is None else sorted(m.voter_ids() - {self.node_id})

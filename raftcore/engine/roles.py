@@ -1,0 +1,66 @@
+"""The state that exists only in one role: a leader's, a candidate's.
+
+A ``LeaderState`` is made when the node becomes leader and dropped when it
+stops leading; a ``CandidateState`` lives for one campaign (pre-vote and
+vote). Code that needs one takes it as an argument, so leader-only code
+cannot run on a follower: there is no leader state to pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from raftcore.engine.progress import Progress
+from raftcore.events import ChangeMembership
+from raftcore.ids import NodeId, Vote
+from raftcore.membership import Membership
+
+
+class CandidateState:
+    """One campaign: the vote asked for and the voters that granted it."""
+
+    __slots__ = ("granted", "round_vote", "self_vote_io", "started_at")
+
+    def __init__(self, round_vote: Vote, granted: set[NodeId], started_at: float) -> None:
+        self.round_vote = round_vote
+        self.granted = granted
+        #: The io id of saving our own vote (a candidate counts it once durable).
+        self.self_vote_io = 0
+        #: When the vote round started: the voters' lease for us starts there.
+        self.started_at = started_at
+
+
+class LeaderState:
+    """A leader's per-follower progress, heartbeat deadline and membership change."""
+
+    __slots__ = (
+        "elected_from",
+        "first_index",
+        "heartbeat_deadline",
+        "membership_change",
+        "progress",
+        "queued_change",
+    )
+
+    def __init__(self, first_index: int, heartbeat_deadline: float, elected_from: float) -> None:
+        self.progress: dict[NodeId, Progress] = {}
+        #: The index of this leader's first (blank) entry.
+        self.first_index = first_index
+        self.heartbeat_deadline = heartbeat_deadline
+        #: When the winning campaign started: the voters granted us after it,
+        #: so a new follower's lease on our behalf counts from there.
+        self.elected_from = elected_from
+        #: The membership change this leader is carrying out: (request id, retain).
+        self.membership_change: tuple[Hashable, bool] | None = None
+        #: A change request waiting for this leader's first entry to commit.
+        self.queued_change: ChangeMembership | None = None
+
+    def sync_progress(self, membership: Membership | None, me: NodeId, start: int) -> None:
+        """One progress per member; new ones start probing at ``start``."""
+        targets = set() if membership is None else membership.node_ids() - {me}
+        pr = self.progress
+        for n in list(pr):
+            if n not in targets:
+                del pr[n]
+        for n in sorted(targets - set(pr)):
+            pr[n] = Progress(start, self.elected_from)
