@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
+from raftcore._values import value
+
 NodeId = int
 NO_NODE: NodeId = 0
 
@@ -27,6 +29,7 @@ class LeaderIdMode(enum.Enum):
     STANDARD = "standard"
 
 
+@value
 class LogId(NamedTuple):
     """Identifies a log entry: the leader that proposed it and its index.
 
@@ -48,6 +51,7 @@ class LogId(NamedTuple):
 ZERO_LOG_ID = LogId(0, NO_NODE, 0)
 
 
+@value
 class Vote(NamedTuple):
     """The vote a node has granted (or, as leader, holds).
 
