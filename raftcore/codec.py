@@ -514,12 +514,13 @@ def _out(record: str, build: Callable[[Any], list[Any]], obj: Any) -> bytes:
 
 
 def _vote_request_out(m: VoteRequest) -> list[Any]:
-    (vt, vn, vc), (lt, ln, li), pre, tr = m
+    (vt, vn, vc), (lt, ln, li), pre = m
     _vote_ok(vt, vn, vc, "vote")
     _log_id_ok(lt, ln, li, "last_log_id")
     _bool(pre, "pre_vote")
-    _bool(tr, "transfer")
-    return [FORMAT_VERSION, TAG_VOTE_REQUEST, vt, vn, vc, lt, ln, li, pre, tr]
+    # The last slot is reserved for leadership transfer; always false until
+    # it exists, so no peer can use it to skip the lease.
+    return [FORMAT_VERSION, TAG_VOTE_REQUEST, vt, vn, vc, lt, ln, li, pre, False]
 
 
 def _vote_response_out(m: VoteResponse) -> list[Any]:
@@ -765,8 +766,9 @@ def _vote_request_in(a: list[Any]) -> VoteRequest:
     _vote_ok(vt, vn, vc, "vote")
     _log_id_ok(lt, ln, li, "last_log_id")
     _bool(pre, "pre_vote")
-    _bool(tr, "transfer")
-    return _new(VoteRequest, (_new(Vote, (vt, vn, vc)), _new(LogId, (lt, ln, li)), pre, tr))
+    if tr is not False:
+        raise _Bad(f"leadership transfer is not supported, got {_show(tr)}", "transfer")
+    return _new(VoteRequest, (_new(Vote, (vt, vn, vc)), _new(LogId, (lt, ln, li)), pre))
 
 
 def _vote_response_in(a: list[Any]) -> VoteResponse:

@@ -21,8 +21,6 @@ class VoteRequest(NamedTuple):
     last_log_id: LogId
     #: A pre-vote asks "would you vote for me?" without changing anyone's vote.
     pre_vote: bool = False
-    #: Sent by a leadership-transfer target: bypasses the voters' leader lease.
-    transfer: bool = False
 
 
 @value

@@ -143,7 +143,7 @@ def test_hellos_round_trip(h: Hello) -> None:
 
 def test_every_message_type_and_entry_kind_round_trips_by_hand() -> None:
     msgs = [
-        VoteRequest(VOTE, LID, pre_vote=True, transfer=False),
+        VoteRequest(VOTE, LID, pre_vote=True),
         VoteResponse(VOTE, True, Vote(2, 1, False), LID, pre_vote=False),
         APPEND,
         AppendRequest(VOTE, LID, (), 5, 10, 2.0),  # a heartbeat
@@ -231,7 +231,7 @@ def test_layout_is_frozen() -> None:
     # With an identity, three text fields follow: store cluster, incarnation, refusal.
     assert encode_hello(Hello("c", 3, 1, "k", "i")).hex() == "8701096163" + "03616b616960"
     assert (
-        encode_message(VoteRequest(Vote(2, 1, False), LogId(1, 1, 5), True, False)).hex()
+        encode_message(VoteRequest(Vote(2, 1, False), LogId(1, 1, 5), True)).hex()
         == "8a01" + "01" + "0201f4" + "010105" + "f5f4"
     )
     one = AppendRequest(VOTE, LID, (normal(LogId(2, 1, 6), b"x"),), 5, 9, 1.5)

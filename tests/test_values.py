@@ -7,8 +7,10 @@ from raftcore.messages import VoteRequest
 
 
 def test_log_ids_and_votes_are_values_of_their_type() -> None:
-    assert LogId(1, 2, 1) != Vote(1, 2, True)
-    assert LogId(1, 2, 1) != (1, 2, 1) and Vote(1, 2) != (1, 2, False)
+    log_id: object = LogId(1, 2, 1)
+    vote: object = Vote(1, 2, True)
+    assert log_id != vote and vote != log_id
+    assert log_id != (1, 2, 1) and Vote(1, 2) != (1, 2, False)
     assert LogId(1, 2, 1) == LogId(1, 2, 1) and Vote(3, 1, True) == Vote(3, 1, True)
     assert len({LogId(1, 2, 1), Vote(1, 2, True)}) == 2
     # Ordering stays Raft's: (term, node id, index).

@@ -117,9 +117,7 @@ def on_vote_request(s: NodeState, sender: NodeId, req: VoteRequest, now: float) 
     # it lacks the committed membership that removed it (so up-to-date
     # voters refuse it on log grounds), and nothing here adopts the term
     # of a refused candidate.
-    if (req.transfer or not _within_lease(s, sender, now)) and (
-        req.last_log_id >= s.log.last_log_id()
-    ):
+    if not _within_lease(s, sender, now) and req.last_log_id >= s.log.last_log_id():
         if req.pre_vote:
             granted = vote_ge(v, s.vote, mode)
         elif vote_ge(v, s.vote, mode):

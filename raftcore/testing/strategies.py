@@ -171,7 +171,7 @@ def entries(
 
 
 def vote_requests() -> st.SearchStrategy[VoteRequest]:
-    return st.builds(VoteRequest, votes(), log_ids(), st.booleans(), st.booleans())
+    return st.builds(VoteRequest, votes(), log_ids(), st.booleans())
 
 
 def vote_responses() -> st.SearchStrategy[VoteResponse]:

@@ -1,7 +1,7 @@
 """Leader lease, pre-vote and check-quorum (Raft dissertation 9.6, 6.2).
 
 - Lease: a voter that heard from a live leader within ``leader_lease`` refuses
-  to vote for anyone else (a leadership transfer bypasses this); a leader
+  to vote for anyone else; a leader
   refuses while a quorum acknowledged it within the lease.
 - Pre-vote: a would-be candidate first asks without changing any vote, so a
   node that cannot win never bumps terms.
@@ -43,6 +43,7 @@ from raftcore import (
     VoteResponse,
     Wakeup,
 )
+from raftcore.codec import CodecError, decode_message, encode_message
 
 L = Vote(1, 1, True)
 CAND = Vote(2, 3, False)
@@ -87,11 +88,16 @@ def test_follower_grants_pre_vote_once_lease_expired() -> None:
     assert e.next_deadline == deadline
 
 
-def test_transfer_request_bypasses_lease() -> None:
+def test_no_vote_request_bypasses_the_lease() -> None:
+    """Leadership transfer does not exist yet: nothing a peer sends skips the lease."""
     e = _follower(1.0)
-    req = VoteRequest(CAND, MEMBERSHIP_ID, transfer=True)
-    assert recv(e, 3, req, 1.25) == [SaveVote(1, CAND)]
-    assert flush(e, 1.25) == [Send(3, VoteResponse(CAND, True, CAND, MEMBERSHIP_ID))]
+    req = VoteRequest(CAND, MEMBERSHIP_ID)
+    assert recv(e, 3, req, 1.25) == [
+        Send(3, VoteResponse(L, False, CAND, MEMBERSHIP_ID)),
+    ]
+    forged = encode_message(req)[:-1] + b"\xf5"  # the reserved transfer slot set to true
+    with pytest.raises(CodecError, match="leadership transfer is not supported"):
+        decode_message(forged)
 
 
 def test_lease_does_not_block_the_leader_itself() -> None:
