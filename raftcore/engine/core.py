@@ -230,7 +230,7 @@ class Engine(NodeState):
     def _on_client_writes(self, requests: tuple[tuple[Hashable, Any], ...], now: float) -> None:
         ld = self.leader
         if ld is None:
-            err = self.not_leader()
+            err = self.refusal()
             for rid, _ in requests:
                 self.emit(Respond(rid, None, err))
             return
@@ -239,7 +239,7 @@ class Engine(NodeState):
     def _on_change_membership(self, ev: ChangeMembership, now: float) -> None:
         ld = self.leader
         if ld is None:
-            self.emit(Respond(ev.request_id, None, self.not_leader()))
+            self.emit(Respond(ev.request_id, None, self.refusal()))
             return
         membership.on_change_membership(self, ld, ev, now)
 

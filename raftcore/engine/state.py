@@ -23,7 +23,7 @@ from raftcore.engine.io import IoProgress
 from raftcore.engine.log import Log
 from raftcore.engine.roles import CandidateState, LeaderState
 from raftcore.entries import Entry, EntryKind
-from raftcore.errors import LeadershipLost, NotLeader
+from raftcore.errors import LeadershipLost, NotInitialized, NotLeader
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendResponse, Message
@@ -265,6 +265,12 @@ class NodeState:
         if v.committed and (v.node_id != self.node_id or self.role is Role.LEADER):
             return v.node_id
         return None
+
+    def refusal(self) -> NotInitialized | NotLeader:
+        """Why this node (not leading) refuses a client request."""
+        if self.membership is None:
+            return NotInitialized()
+        return self.not_leader()
 
     def not_leader(self) -> NotLeader:
         lid = self.leader_id()

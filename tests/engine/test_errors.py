@@ -27,6 +27,7 @@ from raftcore import (
     AppendRequest,
     AppendResponse,
     Applied,
+    ChangeMembership,
     ClientWrite,
     ClientWriteBatch,
     Config,
@@ -56,6 +57,7 @@ from raftcore import (
     VoteRequest,
     Wakeup,
 )
+from raftcore.membership import AddLearners
 
 # -- Config -------------------------------------------------------------------
 
@@ -243,15 +245,22 @@ def test_write_to_a_follower_names_the_leader() -> None:
 
 
 def test_write_without_known_leader() -> None:
-    for e in (engine(2), Engine(1, config(), RecoveredState(), FixedRng())):
-        out = e.handle(ClientWriteBatch((("a", 1), ("b", 2))), 0.0)
-        assert [(type(c), c.request_id) for c in out if isinstance(c, Respond)] == [
-            (Respond, "a"),
-            (Respond, "b"),
-        ]
-        for c in out:
-            assert isinstance(c, Respond) and isinstance(c.error, NotLeader)
-            assert c.error.leader_id is None
+    e = engine(2)
+    assert e.handle(ClientWriteBatch((("a", 1), ("b", 2))), 0.0) == [
+        Respond("a", None, NotLeader(None, None)),
+        Respond("b", None, NotLeader(None, None)),
+    ]
+
+
+def test_requests_to_a_node_without_membership_are_not_initialized() -> None:
+    """A node that never joined a cluster says so, rather than "no leader known"."""
+    e = Engine(1, config(), RecoveredState(), FixedRng())
+    assert e.handle(ClientWriteBatch((("a", 1), ("b", 2))), 0.0) == [
+        Respond("a", None, NotInitialized()),
+        Respond("b", None, NotInitialized()),
+    ]
+    change = ChangeMembership("c", AddLearners({2: "addr-2"}))
+    assert e.handle(change, 0.0) == [Respond("c", None, NotInitialized())]
 
 
 # -- malformed messages from peers ----------------------------------------------
