@@ -18,8 +18,6 @@ from typing import Any
 
 import attrs
 
-from raftcore.ids import NodeId
-
 
 class RaftError(Exception):
     """Base of every raftcore error."""
@@ -66,7 +64,7 @@ class ClientError(RaftError):
 class NotLeader(ClientError):
     """This node is not the leader; ``leader_id``/``leader_info`` when known."""
 
-    leader_id: NodeId | None = None
+    leader_id: int | None = None
     leader_info: Any = None
 
 
@@ -77,7 +75,7 @@ class LeadershipLost(ClientError):
     The entry may or may not commit later: the outcome is unknown.
     """
 
-    leader_id: NodeId | None = None
+    leader_id: int | None = None
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
@@ -98,8 +96,12 @@ class MembershipChangeInProgress(ClientError):
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
-class InvalidMembershipChange(ClientError):
-    """The change cannot apply to the current membership; ``reason`` says why."""
+class InvalidMembershipChange(ClientError, ValueError):
+    """The change cannot apply to the current membership; ``reason`` says why.
+
+    Raised by ``raftcore.membership.next_membership`` (a ``ValueError`` too)
+    and carried by the engine's answer to a ``ChangeMembership``.
+    """
 
     reason: str = ""
 

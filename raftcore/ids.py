@@ -8,12 +8,22 @@ means "nobody"; real node ids are positive integers.
 from __future__ import annotations
 
 import enum
+import reprlib
 from typing import NamedTuple
 
 from raftcore._values import value
+from raftcore.errors import ConfigError
 
 NodeId = int
 NO_NODE: NodeId = 0
+
+
+def check_node_id(value: object, field: str, context: str = "") -> NodeId:
+    """``value`` if it is a node id (a positive int, not a bool); else
+    ``ConfigError(field, ...)``. The one check every local API uses."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(field, f"{context}node id {reprlib.repr(value)} is not a positive int")
+    return value
 
 
 class LeaderIdMode(enum.Enum):

@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from raftcore.errors import ConfigError
-from raftcore.ids import NodeId
+from raftcore.errors import ConfigError, InvalidMembershipChange
+from raftcore.ids import NodeId, check_node_id
 from raftcore.quorum import (
     Joint,
     Majority,
@@ -33,11 +33,14 @@ def _freeze_quorums(quorums: Iterable[QuorumSpec | None]) -> tuple[QuorumSpec | 
 
 
 def _freeze_configs(configs: Iterable[Iterable[NodeId]]) -> tuple[frozenset[NodeId], ...]:
-    return tuple(frozenset(c) for c in configs)
+    return tuple(frozenset(check_node_id(n, "membership") for n in c) for c in configs)
 
 
 def _freeze_nodes(nodes: Mapping[NodeId, Any]) -> tuple[tuple[NodeId, Any], ...]:
-    return tuple(sorted(dict(nodes).items()))
+    items = dict(nodes).items()
+    for n, _ in items:
+        check_node_id(n, "membership")
+    return tuple(sorted(items))
 
 
 @attrs.frozen
@@ -65,8 +68,6 @@ class Membership:
             if not c:
                 raise ConfigError("membership", "a voter config may not be empty")
             for n in c:
-                if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-                    raise ConfigError("membership", f"node id {n!r} is not a positive int")
                 if n not in ids:
                     raise ConfigError("membership", f"voter {n} has no node info")
         if self.quorums:
@@ -131,7 +132,7 @@ class Membership:
 
 
 def _freeze_ids(ids: Iterable[NodeId]) -> frozenset[NodeId]:
-    return frozenset(ids)
+    return frozenset(check_node_id(n, "membership") for n in ids)
 
 
 def _nodes_arg(nodes: Mapping[NodeId, Any] | Iterable[NodeId]) -> tuple[tuple[NodeId, Any], ...]:
@@ -210,12 +211,6 @@ CHANGE_TYPES = (
 )
 
 
-def _check_ids(ids: Iterable[NodeId]) -> None:
-    for n in ids:
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise ValueError(f"node id {n!r} is not a positive int")
-
-
 Goal = tuple[frozenset[NodeId], QuorumSpec | None]
 
 
@@ -224,18 +219,18 @@ def change_goal(m: Membership, change: Change) -> tuple[Goal, dict[NodeId, Any]]
     node infos it leaves.
 
     The goal starts from the newest config (the second one of a joint
-    membership). Raises ``ValueError`` naming what is wrong.
+    membership). Raises ``InvalidMembershipChange`` (a ``ValueError``) naming
+    what is wrong.
     """
     voters = m.configs[-1]
     spec = m.config_spec(len(m.configs) - 1)
     nodes = m.nodes
     if isinstance(change, (AddVoters, RemoveVoters, ReplaceVoters)) and spec is not None:
-        raise ValueError(
+        raise InvalidMembershipChange(
             f"the voters form a {spec[0]} quorum: change them with SetQuorum, "
             "which says what the new quorum is"
         )
     if isinstance(change, (AddVoters, ReplaceVoters, AddLearners, SetQuorum)):
-        _check_ids(n for n, _ in change.nodes)
         for n, info in change.nodes:
             nodes.setdefault(n, info)
         ids = frozenset(n for n, _ in change.nodes)
@@ -246,35 +241,41 @@ def change_goal(m: Membership, change: Change) -> tuple[Goal, dict[NodeId, Any]]
         elif isinstance(change, SetQuorum):
             q = quorum_from_spec(change.quorum)
             if isinstance(q, Joint):
-                raise ValueError("a joint quorum is not a goal: joint configs are the engine's")
+                raise InvalidMembershipChange(
+                    "a joint quorum is not a goal: joint configs are the engine's"
+                )
             voters = q.voter_ids()
             spec = None if isinstance(q, Majority) else change.quorum
             missing = voters - nodes.keys()
             if missing:
-                raise ValueError(f"no node info for new voters {sorted(missing)}: pass nodes")
+                raise InvalidMembershipChange(
+                    f"no node info for new voters {sorted(missing)}: pass nodes"
+                )
     elif isinstance(change, RemoveVoters):
         unknown = change.ids - voters
         if unknown:
-            raise ValueError(f"not voters: {sorted(unknown)}")
+            raise InvalidMembershipChange(f"not voters: {sorted(unknown)}")
         voters = voters - change.ids
     elif isinstance(change, RemoveNodes):
         still = change.ids & m.voter_ids()
         if still:
-            raise ValueError(f"still voters (remove them as voters first): {sorted(still)}")
+            raise InvalidMembershipChange(
+                f"still voters (remove them as voters first): {sorted(still)}"
+            )
         unknown = change.ids - m.node_ids()
         if unknown:
-            raise ValueError(f"not members: {sorted(unknown)}")
+            raise InvalidMembershipChange(f"not members: {sorted(unknown)}")
         for n in change.ids:
             del nodes[n]
     elif isinstance(change, UpdateNodes):
         unknown = frozenset(n for n, _ in change.nodes) - m.node_ids()
         if unknown:
-            raise ValueError(f"not members: {sorted(unknown)}")
+            raise InvalidMembershipChange(f"not members: {sorted(unknown)}")
         nodes.update(change.nodes)
     else:
-        raise ValueError(f"not a membership change: {change!r}")
+        raise InvalidMembershipChange(f"not a membership change: {change!r}")
     if not voters:
-        raise ValueError("the change leaves no voter")
+        raise InvalidMembershipChange("the change leaves no voter")
     return (voters, spec), nodes
 
 

@@ -29,7 +29,7 @@ from itertools import combinations, repeat
 from typing import Final, Protocol, TypeVar
 
 from raftcore.errors import ConfigError
-from raftcore.ids import LeaderIdMode, NodeId
+from raftcore.ids import LeaderIdMode, NodeId, check_node_id
 
 V = TypeVar("V", int, float)
 
@@ -74,7 +74,7 @@ class Majority:
     __slots__ = ("_need", "_sorted", "voters")
 
     def __init__(self, voters: Iterable[NodeId]) -> None:
-        self.voters = frozenset(voters)
+        self.voters = frozenset(check_node_id(n, FIELD, "majority: ") for n in voters)
         if not self.voters:
             raise ConfigError(FIELD, "a majority quorum needs at least one voter")
         self._need = len(self.voters) // 2 + 1
@@ -454,12 +454,7 @@ def _short(x: object) -> str:
 
 
 def _valid_ids(what: str, ids: Iterable[object]) -> list[NodeId]:
-    out: list[NodeId] = []
-    for n in ids:
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise ConfigError(FIELD, f"{what}: node id {_short(n)} is not a positive int")
-        out.append(n)
-    return out
+    return [check_node_id(n, FIELD, f"{what}: ") for n in ids]
 
 
 def _size(name: str, size: object, n: int) -> int:

@@ -38,7 +38,7 @@ from raftcore.codec import (
     encode_message,
 )
 from raftcore.errors import ConfigError, RemoteProtocolError
-from raftcore.ids import NodeId
+from raftcore.ids import NodeId, check_node_id
 from raftcore.messages import Message
 
 __all__ = [
@@ -392,12 +392,6 @@ class PeerQueue:
         return n
 
 
-def _check_node_id(node_id: object, field: str) -> NodeId:
-    if not isinstance(node_id, int) or isinstance(node_id, bool) or node_id <= 0:
-        raise ConfigError(field, f"a node id is a positive int, got {node_id!r}")
-    return node_id
-
-
 class TransportCore:
     """The framework-neutral half of a TCP transport.
 
@@ -424,7 +418,7 @@ class TransportCore:
         stable_after: float = DEFAULT_STABLE_AFTER,
         rng: random.Random | None = None,
     ) -> None:
-        self.node_id = _check_node_id(node_id, "node_id")
+        self.node_id = check_node_id(node_id, "node_id")
         if not isinstance(cluster_id, str) or not cluster_id:
             raise ConfigError("cluster_id", f"must be a non-empty str, got {cluster_id!r}")
         self.cluster_id = cluster_id
@@ -486,7 +480,7 @@ class TransportCore:
     # -- peers
 
     def _add_peer(self, node_id: NodeId, address: str) -> PeerQueue | None:
-        _check_node_id(node_id, "peer")
+        check_node_id(node_id, "peer")
         parse_address(address)  # validates
         if node_id == self.node_id:
             return None  # a membership lists the node itself: nothing to dial

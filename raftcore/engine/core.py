@@ -30,7 +30,7 @@ from raftcore.events import (
     TriggerHeartbeat,
     Wakeup,
 )
-from raftcore.ids import INITIAL_VOTE, LogId
+from raftcore.ids import INITIAL_VOTE, LogId, check_node_id
 from raftcore.membership import Membership
 from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteResponse
 from raftcore.quorum import check_safe
@@ -82,8 +82,7 @@ class Engine(NodeState):
         *,
         now: float = 0.0,
     ) -> None:
-        if isinstance(node_id, bool) or not isinstance(node_id, int) or node_id <= 0:
-            raise ConfigError("node_id", f"must be a positive int, got {node_id!r}")
+        node_id = check_node_id(node_id, "node_id")
         if not isinstance(config, Config):
             raise ConfigError("config", f"must be a raftcore.Config, got {type(config).__name__}")
         if rng is None or not callable(getattr(rng, "uniform", None)):

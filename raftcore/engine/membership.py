@@ -57,7 +57,10 @@ def _start_change(s: NodeState, ld: LeaderState, ev: ChangeMembership, now: floa
         # Flexible quorums can be unsafe; in standard leader-id mode
         # election quorums must also meet each other.
         check_safe(nxt.quorum_set(), s.config.leader_id_mode)
-    except (ValueError, ConfigError) as e:
+    except InvalidMembershipChange as e:
+        s.emit(Respond(ev.request_id, None, e))
+        return
+    except ConfigError as e:  # a membership the change would make is invalid or unsafe
         s.emit(Respond(ev.request_id, None, InvalidMembershipChange(str(e))))
         return
     if nxt == cur:

@@ -28,6 +28,7 @@ from raftcore import (
 )
 from raftcore.entries import blank, membership_entry
 from raftcore.errors import (
+    ConfigError,
     InvalidMembershipChange,
     LeadershipLost,
     MembershipChangeInProgress,
@@ -106,12 +107,16 @@ def test_learner_and_info_changes_are_one_uniform_step() -> None:
         (RemoveVoters([9]), "not voters"),
         (RemoveVoters([1, 2, 3]), "no voter"),
         (UpdateNodes({9: "x"}), "not members"),
-        (AddVoters({0: None}), "not a positive int"),
     ],
 )
 def test_impossible_changes_name_the_problem(bad: Change, words: str) -> None:
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(InvalidMembershipChange, match=words):
         next_membership(M123, bad, retain=False)
+
+
+def test_a_change_with_a_bad_node_id_cannot_be_made() -> None:
+    with pytest.raises(ConfigError, match="node id 0 is not a positive int"):
+        AddVoters({0: None})
 
 
 # -- the leader's two steps, exactly ------------------------------------------------
