@@ -8,8 +8,8 @@ previous one. The requester is answered when the final membership commits.
 
 A leader starts a change only when the membership in its log is committed
 and it has committed an entry of its own term (until then the request waits;
-Raft's single-server-change bug, REFERENCES bug 2, is exactly a leader
-changing membership before that). A leader that finds a committed joint
+Raft's single-server-change bug, known bug 2 in docs/design/known-raft-bugs.md,
+is exactly a leader changing membership before that). A leader that finds a committed joint
 membership with no change of its own in progress (its predecessor died
 mid-change) leaves it by itself. A leader that is not a voter of the final
 membership steps down once it commits.

@@ -48,7 +48,7 @@ anywhere, i.e. the length of the global committed prefix):
   (Not "below the node's own commit index": a follower may hold a committed
   joint entry and the final entry after it while its own commit index lags.)
 - **change rule**: a leader creates a membership entry only once an entry of
-  its own leader id is committed (REFERENCES bug 2).
+  its own leader id is committed (known bug 2, docs/design/known-raft-bugs.md).
 - **config chain**: in every log, consecutive membership entries share a
   config — the same voters with the same kind of quorum (extended joint
   consensus); so does the committed membership history.

@@ -198,7 +198,7 @@ def test_a_change_to_the_same_membership_is_answered_at_once() -> None:
 
 
 def test_new_leader_holds_a_change_until_its_own_entry_commits() -> None:
-    # REFERENCES bug 2: a leader changing membership before it has committed
+    # known bug 2: a leader changing membership before it has committed
     # an entry of its term can form disjoint quorums with a predecessor's change.
     e = make_leader(commit_blank=False)
     out = change(e, AddVoters({4: None}))
@@ -226,7 +226,7 @@ def test_stepping_down_mid_change_answers_leadership_lost() -> None:
 
 
 def test_a_removed_node_cannot_disturb_a_live_cluster() -> None:
-    # REFERENCES bug 13's twin: a removed node that never learned of its
+    # known bug 13's twin: a removed node that never learned of its
     # removal campaigns with ever higher terms. While a leader is heard from,
     # the lease refuses it; either way no refused candidate's term is taken.
     e = engine(1)
@@ -339,7 +339,7 @@ def test_grow_shrink_to_one_voter_and_grow_back() -> None:
 
 
 def test_removed_leader_steps_down_and_goes_quiet() -> None:
-    # REFERENCES bug 13: a removed leader that keeps heartbeating stalls the cluster.
+    # known bug 13: a removed leader that keeps heartbeating stalls the cluster.
     c = cluster(range(1, 4), [1, 2, 3])
     old = c.elect()
     rest = [n for n in (1, 2, 3) if n != old]

@@ -1,5 +1,5 @@
 """One regression test per bug that real Raft implementations shipped
-(REFERENCES.md, "Bugs real Raft implementations shipped"), items 1, 3-9, 12, 14.
+(docs/design/known-raft-bugs.md), items 1, 3-9, 12, 14.
 """
 
 from __future__ import annotations
