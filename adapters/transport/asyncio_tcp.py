@@ -296,8 +296,12 @@ class AsyncioTcpTransport(TransportCore):
         """Dial ``address``, exchange Hellos, hang up: the Hello of the node
         there (``node_id``). Raises ``OSError``/``TimeoutError`` if it cannot
         be reached, a ``HandshakeError`` if it is not that node or refuses."""
-        async with asyncio.timeout(self.connect_timeout + self.handshake_timeout):
-            _, writer, hello = await self._dial(PeerQueue(node_id, address))
+        try:
+            async with asyncio.timeout(self.connect_timeout + self.handshake_timeout):
+                _, writer, hello = await self._dial(PeerQueue(node_id, address))
+        except (EOFError, asyncio.IncompleteReadError) as e:
+            # Accepted, then closed before its Hello (e.g. a proxy whose node is down).
+            raise ConnectionError(f"{address}: {describe_error(e)}") from None
         _abort(writer)
         return hello
 

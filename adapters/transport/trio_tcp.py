@@ -294,6 +294,9 @@ class TrioTcpTransport(TransportCore):
                 stream, hello = await self._dial(PeerQueue(node_id, address))
         except trio.TooSlowError:
             raise TimeoutError(f"no answer from {address} in time") from None
+        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            # Accepted, then closed before its Hello (e.g. a proxy whose node is down).
+            raise ConnectionError(f"{address}: {describe_error(e)}") from None
         await _close(stream)
         return hello
 
