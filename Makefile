@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench compile demo sim-demo docs clean
+.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench compile demo chaos sim-demo docs clean
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ bench: $(STAMP)
 # A real 3-process cluster on SQLite: writes, SIGKILL of the leader, failover, catch-up.
 demo: $(STAMP)
 	$(PY) -m adapters.kv.demo
+
+# Jepsen-style faults against a real 3-process cluster behind fault-injecting proxies
+# (docs/chaos.md): CHAOS_SECONDS of faults (default 180), CHAOS_SEED (default: random, printed).
+chaos: $(STAMP)
+	$(PY) -m adapters.kv.chaos --seconds $${CHAOS_SECONDS:-180} $${CHAOS_SEED:+--seed $$CHAOS_SEED}
 
 # The narrated simulator run (5 nodes under faults, virtual time).
 sim-demo: $(STAMP)
