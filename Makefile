@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftcore adapters tests fuzz bench setup.py
-	$(PY) -m ruff format --check raftcore adapters tests fuzz bench setup.py
+	$(PY) -m ruff check raftcore tests fuzz bench setup.py
+	$(PY) -m ruff format --check raftcore tests fuzz bench setup.py
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -42,7 +42,7 @@ compile: $(COMPILED)/.built
 
 $(COMPILED)/.built: $(STAMP) $(SOURCES)
 	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
-	cp -r raftcore bench $(COMPILED)/
+	cp -rL raftcore bench $(COMPILED)/
 	cd $(COMPILED) && ../../$(VENV)/bin/mypyc raftcore/engine/*.py raftcore/quorum.py >/dev/null
 	touch $@
 
@@ -57,12 +57,12 @@ bench: $(STAMP)
 
 # A real 3-process cluster on SQLite: writes, SIGKILL of the leader, failover, catch-up.
 demo: $(STAMP)
-	$(PY) -m adapters.kv.demo
+	$(PY) -m raftcore.adapters.kv.demo
 
 # Jepsen-style faults against a real 3-process cluster behind fault-injecting proxies
 # (docs/chaos.md): CHAOS_SECONDS of faults (default 180), CHAOS_SEED (default: random, printed).
 chaos: $(STAMP)
-	$(PY) -m adapters.kv.chaos --seconds $${CHAOS_SECONDS:-180} $${CHAOS_SEED:+--seed $$CHAOS_SEED}
+	$(PY) -m raftcore.adapters.kv.chaos --seconds $${CHAOS_SECONDS:-180} $${CHAOS_SEED:+--seed $$CHAOS_SEED}
 
 # The narrated simulator run (5 nodes under faults, virtual time).
 sim-demo: $(STAMP)

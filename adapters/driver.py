@@ -31,9 +31,9 @@ from typing import Any
 
 import attrs
 
-from adapters.errors import ShuttingDown
-from adapters.log import NodeLogger
-from adapters.transport.identity import address_of
+from raftcore.adapters.errors import ShuttingDown
+from raftcore.adapters.log import NodeLogger
+from raftcore.adapters.transport.identity import address_of
 from raftcore.commands import AppendLog, Apply, Respond, SaveVote, Send, Stopped, TruncateLog
 from raftcore.config import Config
 from raftcore.engine import Engine, Rng

@@ -14,11 +14,11 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from adapters.driver import Driver, Resolve, as_membership, peers_of
-from adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
-from adapters.log import NodeLogger, node_logger
-from adapters.storage.identity import new_incarnation
-from adapters.transport.identity import (
+from raftcore.adapters.driver import Driver, Resolve, as_membership, peers_of
+from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
+from raftcore.adapters.log import NodeLogger, node_logger
+from raftcore.adapters.storage.identity import new_incarnation
+from raftcore.adapters.transport.identity import (
     RECOVERY_DOC,
     HandshakeError,
     IdentityMismatchError,
@@ -50,7 +50,7 @@ Submit = Callable[[Resolve], int]
 
 
 class Transport(Protocol):
-    """What the runtimes use of any transport (see ``adapters.transport``)."""
+    """What the runtimes use of any transport (see ``raftcore.adapters.transport``)."""
 
     identities: PeerIdentities
 

@@ -1,11 +1,11 @@
-"""The trio runtime: a Raft node as tasks in its own nursery around ``adapters.driver``.
+"""The trio runtime: a Raft node as tasks in its own nursery around ``raftcore.adapters.driver``.
 
     async with open_node(1, Config(), SqliteLogStore(path), MyStateMachine(),
                          TrioTcpTransport(1, "demo", "127.0.0.1:7001", peers)) as node:
         await node.initialize({1: "127.0.0.1:7001", 2: ..., 3: ...})
         result = await node.write(b"hello", timeout=5.0)
 
-The same API as ``adapters.asyncio_node``. The node's tasks (the event loop
+The same API as ``raftcore.adapters.asyncio_node``. The node's tasks (the event loop
 with a deadline at ``next_deadline``, a storage worker, an apply worker and
 the transport) run in a nursery of their own, inside a cancel scope that
 ``shutdown`` cancels: the body of the ``async with`` is never cancelled by
@@ -23,9 +23,9 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
-from adapters.driver import Driver, Watcher, apply_worker, storage_worker
-from adapters.errors import ShuttingDown
-from adapters.node_api import NodeApi, Submit, Transport, timeout_error
+from raftcore.adapters.driver import Driver, Watcher, apply_worker, storage_worker
+from raftcore.adapters.errors import ShuttingDown
+from raftcore.adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
 from raftcore.errors import ClientError

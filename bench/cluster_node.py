@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import Timeout
-from adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.adapters.errors import Timeout
+from raftcore.adapters.storage import MemoryLogStore, SqliteLogStore
 from raftcore.config import Config
 from raftcore.entries import Entry, EntryKind
 from raftcore.errors import ClientError
@@ -143,8 +143,8 @@ def _store(args: argparse.Namespace) -> LogStore:
 
 
 def run_asyncio(args: argparse.Namespace) -> None:
-    from adapters.asyncio_node import open_node
-    from adapters.transport.asyncio_tcp import AsyncioTcpTransport
+    from raftcore.adapters.asyncio_node import open_node
+    from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
 
     async def spawn(fns: list[Callable[[], Awaitable[None]]]) -> None:
         await asyncio.gather(*(fn() for fn in fns))
@@ -167,8 +167,8 @@ def run_asyncio(args: argparse.Namespace) -> None:
 def run_trio(args: argparse.Namespace) -> None:
     import trio
 
-    from adapters.transport.trio_tcp import TrioTcpTransport
-    from adapters.trio_node import open_node
+    from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
+    from raftcore.adapters.trio_node import open_node
 
     async def spawn(fns: list[Callable[[], Awaitable[None]]]) -> None:
         async with trio.open_nursery() as nursery:

@@ -44,7 +44,7 @@ entries = st.lists(
     max_size=4,
 ).map(tuple)
 messages = st.one_of(
-    st.builds(VoteRequest, votes, log_ids, st.booleans(), st.booleans()),
+    st.builds(VoteRequest, votes, log_ids, st.booleans()),
     st.builds(VoteResponse, votes, st.booleans(), votes, log_ids, st.booleans()),
     st.builds(AppendRequest, votes, log_ids, entries, small, small, st.just(0.0)),
     st.builds(AppendResponse, votes, st.booleans(), log_ids, small, log_ids, small, st.just(0.0)),

@@ -73,7 +73,9 @@ class Majority:
 
     __slots__ = ("_need", "_sorted", "voters")
 
-    def __init__(self, voters: Iterable[NodeId]) -> None:
+    # ``object``, not ``NodeId``: a compiled build would coerce or refuse the
+    # items before check_node_id names the problem (as for Engine's arguments).
+    def __init__(self, voters: Iterable[object]) -> None:
         self.voters = frozenset(check_node_id(n, FIELD, "majority: ") for n in voters)
         if not self.voters:
             raise ConfigError(FIELD, "a majority quorum needs at least one voter")

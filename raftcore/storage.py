@@ -2,9 +2,9 @@
 
 They are synchronous on purpose: a runtime calls them from one worker thread
 (asyncio) or ``trio.to_thread`` so a blocking ``fsync`` never stalls the event
-loop, and a store needs no knowledge of any IO framework. Implementations:
-``adapters.storage.MemoryLogStore`` (tests) and ``adapters.storage.SqliteLogStore``
-(the durable embedded default). ``raftcore.testing.storage_suite`` checks a
+loop, and a store needs no knowledge of any IO framework. Implementations
+in ``raftcore.adapters.storage``: ``MemoryLogStore`` (tests) and
+``SqliteLogStore`` (the durable embedded default). ``raftcore.testing.storage_suite`` checks a
 store against this contract.
 
 Durability: a write is durable once ``flush()`` returns; a store may make each

@@ -1,4 +1,4 @@
-"""The KV service's command line: ``python -m adapters.kv COMMAND ...``.
+"""The KV service's command line: ``python -m raftcore.adapters.kv COMMAND ...``.
 
     serve        run one node (Raft + HTTP) until SIGTERM/SIGINT
     put          set a key            get     read a key (from the leader)
@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.kv.client import KvClient, KvError, parse_cluster
+from raftcore.adapters.kv.client import KvClient, KvError, parse_cluster
 from raftcore.config import Config
 
 EXIT_OK = 0
@@ -40,7 +40,8 @@ def _cluster(spec: str) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m adapters.kv", description="A replicated key-value store on raftcore."
+        prog="python -m raftcore.adapters.kv",
+        description="A replicated key-value store on raftcore.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     cluster_help = (
@@ -141,7 +142,7 @@ def _node_id(text: str) -> int:
 
 
 def _address(text: str) -> str:
-    from adapters.kv.http import check_address
+    from raftcore.adapters.kv.http import check_address
 
     try:
         return check_address(text)
@@ -150,7 +151,7 @@ def _address(text: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from adapters.kv.server import ServeOptions, serve, setup_logging
+    from raftcore.adapters.kv.server import ServeOptions, serve, setup_logging
 
     setup_logging(args.id, getattr(logging, str(args.log_level).upper(), logging.INFO))
     low = args.election_timeout
@@ -330,7 +331,7 @@ async def _client(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from adapters.storage.sqlite import StoreLockedError
+        from raftcore.adapters.storage.sqlite import StoreLockedError
 
         try:
             return _serve(args)

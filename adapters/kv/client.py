@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from adapters.kv.http import (
+from raftcore.adapters.kv.http import (
     NEED_DATA,
     ClientConnection,
     HttpError,

@@ -1,10 +1,10 @@
 """``make demo``: a real 3-process KV cluster survives its leader being SIGKILLed,
 then replaces one of its nodes while it runs.
 
-    python -m adapters.kv.demo [--runtime asyncio|trio] [--keys N] [--concurrency C]
+    python -m raftcore.adapters.kv.demo [--runtime asyncio|trio] [--keys N] [--concurrency C]
 
 Steps, each printed as one line with the elapsed time: start three
-``python -m adapters.kv serve`` processes on free 127.0.0.1 ports with SQLite
+``python -m raftcore.adapters.kv serve`` processes on free 127.0.0.1 ports with SQLite
 storage in a fresh temporary directory; wait for a leader; write N keys (C at
 a time) and record every acknowledged write; SIGKILL the leader; wait for a
 new one; read every acknowledged key back from it; write a few more keys with
@@ -42,14 +42,14 @@ from typing import IO, Any
 
 import attrs
 
-from adapters.kv.client import (
+from raftcore.adapters.kv.client import (
     KvClient,
     KvError,
     NodeAddress,
     format_cluster,
     wait_for_leader,
 )
-from adapters.kv.http import HttpError, join_hostport
+from raftcore.adapters.kv.http import HttpError, join_hostport
 
 HOST = "127.0.0.1"
 
@@ -155,7 +155,7 @@ class LocalCluster:
         args = [
             sys.executable,
             "-m",
-            "adapters.kv",
+            "raftcore.adapters.kv",
             "serve",
             "--id",
             str(node_id),
@@ -660,7 +660,7 @@ async def run_demo(cluster: LocalCluster, *, keys: int, concurrency: int, say: N
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m adapters.kv.demo",
+        prog="python -m raftcore.adapters.kv.demo",
         description="A 3-process KV cluster loses its leader, then replaces a node; "
         "every acknowledged write survives.",
     )

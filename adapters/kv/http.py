@@ -9,11 +9,11 @@ implementation serves both runtimes and the tests feed it bytes directly:
   followed by closing that one connection; the server keeps running.
 - ``serve_connection`` is the whole per-connection loop, written against two
   awaitables (``recv``, ``send``) that the asyncio and trio socket loops in
-  ``adapters.kv.server`` supply.
+  ``raftcore.adapters.kv.server`` supply.
 - ``route`` maps a request to an ``Operation`` (or an error ``Response``);
   ``not_leader_response`` and friends build the API's JSON answers.
 - ``ClientConnection`` is the client side: a request to bytes, bytes to a
-  ``Response``; ``adapters.kv.client`` runs it over asyncio streams.
+  ``Response``; ``raftcore.adapters.kv.client`` runs it over asyncio streams.
 
 The API (see docs/kv-service.md): ``PUT /kv/<key>`` with the value as the raw
 UTF-8 request body, ``GET /kv/<key>``, ``DELETE /kv/<key>``, ``GET /status``.
@@ -37,10 +37,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import attrs
 import h11
 
-from adapters.kv.state_machine import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from raftcore.adapters.kv.state_machine import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from raftcore.ids import LogId
 
-log = logging.getLogger("adapters.kv.http")
+log = logging.getLogger("raftcore.adapters.kv.http")
 
 #: The largest request body a server reads (larger ones get 413) and the
 #: largest response body a client reads.

@@ -4,7 +4,7 @@
 into a node call and the outcome (a result or a typed error) into a JSON
 response. ``serve_http_asyncio`` and ``serve_http_trio`` are the only
 framework-specific parts: accept loops that hand each connection's bytes to
-``adapters.kv.http.serve_connection``. ``serve`` runs a whole node until
+``raftcore.adapters.kv.http.serve_connection``. ``serve`` runs a whole node until
 SIGTERM or SIGINT.
 
 Error mapping (the JSON body always has ``"error"``):
@@ -37,7 +37,7 @@ client may repeat a request whose outcome was unknown.
 Node info in the membership is the node's Raft address (the transport dials
 it and accepts only ``"host:port"``). The HTTP address of a node added at run
 time goes through the log into the state machine's address book just before
-the membership change (see ``adapters.kv.state_machine``).
+the membership change (see ``raftcore.adapters.kv.state_machine``).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
-from adapters.kv.client import NodeAddress, default_http
-from adapters.kv.http import (
+from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
+from raftcore.adapters.kv.client import NodeAddress, default_http
+from raftcore.adapters.kv.http import (
     AddLearner,
     ClusterInfo,
     Delete,
@@ -77,14 +77,14 @@ from adapters.kv.http import (
     serve_connection,
     split_hostport,
 )
-from adapters.kv.state_machine import (
+from raftcore.adapters.kv.state_machine import (
     KVStateMachine,
     Rejected,
     forget_node_address,
     set_node_address,
 )
-from adapters.node_api import ReplicationStatus
-from adapters.transport.identity import address_of, incarnation_of
+from raftcore.adapters.node_api import ReplicationStatus
+from raftcore.adapters.transport.identity import address_of, incarnation_of
 from raftcore import membership as mc
 from raftcore.config import Config
 from raftcore.errors import (
@@ -104,7 +104,7 @@ from raftcore.state import Metrics, Role
 if TYPE_CHECKING:
     import trio
 
-log = logging.getLogger("adapters.kv.server")
+log = logging.getLogger("raftcore.adapters.kv.server")
 
 RUNTIMES = ("asyncio", "trio")
 #: How long an idle keep-alive HTTP connection stays open.
@@ -713,7 +713,7 @@ def setup_logging(node_id: int, level: int = logging.INFO) -> None:
 
 def _open_store(opts: ServeOptions) -> tuple[Any, bool]:
     """The node's SQLite store, and whether it holds no state yet."""
-    from adapters.storage import SqliteLogStore
+    from raftcore.adapters.storage import SqliteLogStore
 
     os.makedirs(opts.data_dir, exist_ok=True)
     store = SqliteLogStore(os.path.join(opts.data_dir, DB_NAME))
@@ -746,8 +746,8 @@ def _api(node: Any, sm: KVStateMachine, opts: ServeOptions) -> KvApi:
 
 async def serve_asyncio(opts: ServeOptions) -> None:
     """Run the node on asyncio until SIGTERM/SIGINT."""
-    from adapters.asyncio_node import open_node
-    from adapters.transport import AsyncioTcpTransport
+    from raftcore.adapters.asyncio_node import open_node
+    from raftcore.adapters.transport import AsyncioTcpTransport
 
     store, fresh = _open_store(opts)
     sm = KVStateMachine()
@@ -778,8 +778,8 @@ async def serve_trio(opts: ServeOptions) -> None:
     """Run the node on trio until SIGTERM/SIGINT."""
     import trio
 
-    from adapters.transport.trio_tcp import TrioTcpTransport
-    from adapters.trio_node import open_node
+    from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
+    from raftcore.adapters.trio_node import open_node
 
     store, fresh = _open_store(opts)
     sm = KVStateMachine()

@@ -4,8 +4,8 @@ Both implement ``raftcore.storage.LogStore`` and pass
 ``raftcore.testing.storage_suite.LogStoreSuite``; see ``docs/storage.md``.
 """
 
-from adapters.storage.memory import MemoryBacking, MemoryLogStore
-from adapters.storage.sqlite import (
+from raftcore.adapters.storage.memory import MemoryBacking, MemoryLogStore
+from raftcore.adapters.storage.sqlite import (
     FORMAT_VERSION,
     CorruptLogError,
     SqliteLogStore,

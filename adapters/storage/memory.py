@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from adapters.storage.identity import new_incarnation
+from raftcore.adapters.storage.identity import new_incarnation
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote
 from raftcore.membership import Membership

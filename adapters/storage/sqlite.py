@@ -38,7 +38,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.storage.identity import new_incarnation
+from raftcore.adapters.storage.identity import new_incarnation
 from raftcore import codec
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote

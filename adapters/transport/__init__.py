@@ -13,8 +13,8 @@ counts on trouble), ``set_peer``/``remove_peer`` and ``stats()``. See
 ``docs/transport.md``.
 """
 
-from adapters.transport.asyncio_tcp import AsyncioTcpTransport
-from adapters.transport.frames import (
+from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
+from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     FrameDecoder,
     FrameError,
@@ -25,7 +25,7 @@ from adapters.transport.frames import (
     check_hello,
     encode_frame,
 )
-from adapters.transport.inproc import InProcNetwork, InProcTransport
+from raftcore.adapters.transport.inproc import InProcNetwork, InProcTransport
 
 __all__ = [
     "DEFAULT_MAX_FRAME",

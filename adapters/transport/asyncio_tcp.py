@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from adapters.transport.frames import (
+from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_PENDING_HANDSHAKES,
     DEFAULT_QUEUE_BYTES,

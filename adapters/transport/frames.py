@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
-from adapters.log import NodeLogger, node_logger
-from adapters.transport.identity import (
+from raftcore.adapters.log import NodeLogger, node_logger
+from raftcore.adapters.transport.identity import (
     HandshakeError,
     IdentityMismatchError,
     OtherClusterError,

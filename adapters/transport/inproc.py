@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from adapters.transport.frames import (
+from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     UnknownNodeError,
     new_counters,
     peers_dict,
     transport_logger,
 )
-from adapters.transport.identity import HandshakeError, PeerIdentities
+from raftcore.adapters.transport.identity import HandshakeError, PeerIdentities
 from raftcore.codec import Hello, decode_message, encode_message
 from raftcore.errors import LocalProtocolError
 from raftcore.ids import NodeId

@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from adapters.transport.frames import (
+from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_PENDING_HANDSHAKES,
     DEFAULT_QUEUE_BYTES,

@@ -19,7 +19,7 @@ import random
 import sys
 from typing import Any
 
-from adapters.storage import SqliteLogStore
+from raftcore.adapters.storage import SqliteLogStore
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import LogId, Vote
 from raftcore.membership import Membership

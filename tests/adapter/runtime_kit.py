@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import trio
 
-from adapters import asyncio_node, trio_node
-from adapters.storage import MemoryLogStore
-from adapters.transport.asyncio_tcp import AsyncioTcpTransport
-from adapters.transport.inproc import InProcNetwork
-from adapters.transport.trio_tcp import TrioTcpTransport
+from raftcore.adapters import asyncio_node, trio_node
+from raftcore.adapters.storage import MemoryLogStore
+from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
+from raftcore.adapters.transport.inproc import InProcNetwork
+from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
 from raftcore.config import Config
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId

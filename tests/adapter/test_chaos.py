@@ -27,7 +27,7 @@ def test_a_short_chaos_round_finds_no_violation(tmp_path: Path) -> None:
     args = [
         sys.executable,
         "-m",
-        "adapters.kv.chaos",
+        "raftcore.adapters.kv.chaos",
         "--seconds",
         str(SECONDS),
         "--seed",

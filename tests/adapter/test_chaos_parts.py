@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from adapters.kv.chaos.checker import FINAL_CLIENT, check
-from adapters.kv.chaos.history import (
+from raftcore.adapters.kv.chaos.checker import FINAL_CLIENT, check
+from raftcore.adapters.kv.chaos.history import (
     History,
     OpRecord,
     OpType,
@@ -21,9 +21,9 @@ from adapters.kv.chaos.history import (
     Verdict,
     classify,
 )
-from adapters.kv.chaos.journal import Journal
-from adapters.kv.chaos.nemesis import KINDS, Deck
-from adapters.kv.chaos.proxy import (
+from raftcore.adapters.kv.chaos.journal import Journal
+from raftcore.adapters.kv.chaos.nemesis import KINDS, Deck
+from raftcore.adapters.kv.chaos.proxy import (
     Blocks,
     HelloError,
     RaftProxy,
@@ -32,9 +32,9 @@ from adapters.kv.chaos.proxy import (
     one_way,
     split,
 )
-from adapters.kv.chaos.workload import OpClient
-from adapters.kv.demo import free_ports
-from adapters.transport.frames import encode_frame
+from raftcore.adapters.kv.chaos.workload import OpClient
+from raftcore.adapters.kv.demo import free_ports
+from raftcore.adapters.transport.frames import encode_frame
 from raftcore.codec import Hello, encode_hello
 
 TIMEOUT = 5.0

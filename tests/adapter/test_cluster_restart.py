@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_kit import KITS, WAIT, Cluster, Kit
 
-from adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.adapters.storage import MemoryLogStore, SqliteLogStore
 from raftcore.membership import AddVoters
 from raftcore.state import Role
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 from runtime_kit import KITS, WAIT, Kit, cluster
 
-from adapters.errors import ClusterExists
-from adapters.storage import MemoryLogStore
-from adapters.transport.frames import transport_logger
-from adapters.transport.identity import (
+from raftcore.adapters.errors import ClusterExists
+from raftcore.adapters.storage import MemoryLogStore
+from raftcore.adapters.transport.frames import transport_logger
+from raftcore.adapters.transport.identity import (
     IdentityMismatchError,
     OtherClusterError,
     PeerIdentities,

@@ -12,8 +12,9 @@ from typing import Any
 import attrs
 import pytest
 
-from adapters.errors import ShuttingDown, Timeout
-from adapters.kv.client import (
+from raftcore import membership as mc
+from raftcore.adapters.errors import ShuttingDown, Timeout
+from raftcore.adapters.kv.client import (
     HttpPool,
     KvClient,
     KvError,
@@ -21,7 +22,7 @@ from adapters.kv.client import (
     NodeAddress,
     parse_cluster,
 )
-from adapters.kv.http import (
+from raftcore.adapters.kv.http import (
     CLOSED,
     NEED_DATA,
     AddLearner,
@@ -44,10 +45,9 @@ from adapters.kv.http import (
     route,
     serve_connection,
 )
-from adapters.kv.server import KvApi, ServeOptions
-from adapters.kv.state_machine import KVStateMachine, Rejected, set_node_address
-from adapters.node_api import ReplicationStatus
-from raftcore import membership as mc
+from raftcore.adapters.kv.server import KvApi, ServeOptions
+from raftcore.adapters.kv.state_machine import KVStateMachine, Rejected, set_node_address
+from raftcore.adapters.node_api import ReplicationStatus
 from raftcore.entries import normal
 from raftcore.errors import (
     ClientError,
@@ -879,8 +879,8 @@ async def echo(request: Request) -> Response:
 
 
 def test_asyncio_socket_loop_serves_and_survives_garbage() -> None:
-    from adapters.kv.client import HttpPool
-    from adapters.kv.server import close_http_asyncio, serve_http_asyncio
+    from raftcore.adapters.kv.client import HttpPool
+    from raftcore.adapters.kv.server import close_http_asyncio, serve_http_asyncio
 
     async def main() -> None:
         server = await serve_http_asyncio(echo, "127.0.0.1", 0)
@@ -909,7 +909,7 @@ def test_trio_socket_loop_serves_and_survives_garbage() -> None:
 
     import trio
 
-    from adapters.kv.server import serve_http_trio
+    from raftcore.adapters.kv.server import serve_http_trio
 
     async def exchange(port: int, data: bytes) -> bytes:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -981,7 +981,7 @@ def test_client_backs_off_when_every_node_is_down() -> None:
 
 
 def test_pooled_connection_is_closed_when_its_exchange_times_out() -> None:
-    from adapters.kv.server import close_http_asyncio, serve_http_asyncio
+    from raftcore.adapters.kv.server import close_http_asyncio, serve_http_asyncio
 
     never = asyncio.Event()
 
@@ -1030,7 +1030,7 @@ class FakeCluster:
         self.servers = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
 
     async def _start(self) -> list[asyncio.Server]:
-        from adapters.kv.server import serve_http_asyncio
+        from raftcore.adapters.kv.server import serve_http_asyncio
 
         servers = [await serve_http_asyncio(_unset, "127.0.0.1", 0) for _ in range(2)]
         ports = [s.sockets[0].getsockname()[1] for s in servers]
@@ -1055,7 +1055,7 @@ class FakeCluster:
         return ",".join(f"{n}={a.raft}/{a.http}" for n, a in self.spec.items())
 
     def close(self) -> None:
-        from adapters.kv.server import close_http_asyncio
+        from raftcore.adapters.kv.server import close_http_asyncio
 
         async def stop() -> None:
             for s in self.servers:
@@ -1110,7 +1110,7 @@ def test_client_membership_calls_follow_redirects_and_wait_out_a_change_in_progr
 def test_cli_membership_commands(
     fake_cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from adapters.kv.__main__ import main
+    from raftcore.adapters.kv.__main__ import main
 
     spec = fake_cluster.cluster_arg
     assert (

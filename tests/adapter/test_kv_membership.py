@@ -19,8 +19,13 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.kv.client import KvClient, KvError, wait_for_leader
-from adapters.kv.demo import LocalCluster, verify_keys, wait_caught_up, wait_same_membership
+from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
+from raftcore.adapters.kv.demo import (
+    LocalCluster,
+    verify_keys,
+    wait_caught_up,
+    wait_same_membership,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from adapters.kv.client import KvClient, wait_for_leader
-from adapters.kv.demo import LocalCluster, verify_keys, write_keys
+from raftcore.adapters.kv.client import KvClient, wait_for_leader
+from raftcore.adapters.kv.demo import LocalCluster, verify_keys, write_keys
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -146,7 +146,7 @@ def test_whole_cluster_sigkilled_after_a_membership_change_restarts_and_serves(
 
 def cli(cluster: LocalCluster, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "adapters.kv", *args, "--cluster", cluster.spec],
+        [sys.executable, "-m", "raftcore.adapters.kv", *args, "--cluster", cluster.spec],
         capture_output=True,
         text=True,
         timeout=60,

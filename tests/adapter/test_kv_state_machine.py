@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.kv.state_machine import (
+from raftcore.adapters.kv.state_machine import (
     KVStateMachine,
     Rejected,
     check_command,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from runtime_kit import KITS, WAIT, Kit, ListStateMachine, free_port
 
-from adapters.storage import MemoryLogStore
+from raftcore.adapters.storage import MemoryLogStore
 
 RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from runtime_kit import KITS, STAY_LEADER, WAIT, Kit, ListStateMachine, cluster
 
-from adapters.errors import ShuttingDown, Timeout
-from adapters.storage import MemoryLogStore, SqliteLogStore
-from adapters.transport.identity import address_of, incarnation_of
+from raftcore.adapters.errors import ShuttingDown, Timeout
+from raftcore.adapters.storage import MemoryLogStore, SqliteLogStore
+from raftcore.adapters.transport.identity import address_of, incarnation_of
 from raftcore.codec import EncodeError
 from raftcore.entries import Entry
 from raftcore.errors import (

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from _crash_child import apply_ops
 
-from adapters.storage import SqliteLogStore
+from raftcore.adapters.storage import SqliteLogStore
 from raftcore.ids import LeaderIdMode, vote_ge
 from raftcore.state import RecoveredState
 from raftcore.testing.storage_suite import LogModel

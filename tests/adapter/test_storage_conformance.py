@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from adapters.storage import (
+from raftcore.adapters.storage import (
     FORMAT_VERSION,
     CorruptLogError,
     MemoryBacking,
@@ -26,7 +26,7 @@ from adapters.storage import (
     SqliteStoreError,
     StoreFormatError,
 )
-from adapters.storage.sqlite import StoreLockedError, lock_path
+from raftcore.adapters.storage.sqlite import StoreLockedError, lock_path
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, LogId, Vote
 from raftcore.membership import Membership
@@ -504,7 +504,7 @@ CHILD_TIMEOUT = 20.0
 
 _HOLDER = """
 import sys
-from adapters.storage import SqliteLogStore
+from raftcore.adapters.storage import SqliteLogStore
 store = SqliteLogStore(sys.argv[1])
 print("locked", flush=True)
 sys.stdin.read()  # hold the store until the parent closes our stdin

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import trio
 
-from adapters.log import NodeLogger
-from adapters.transport.asyncio_tcp import AsyncioTcpTransport
-from adapters.transport.frames import (
+from raftcore.adapters.log import NodeLogger
+from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
+from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     HELLO_MAX_FRAME,
     Backoff,
@@ -40,8 +40,8 @@ from adapters.transport.frames import (
     format_address,
     parse_address,
 )
-from adapters.transport.inproc import InProcNetwork
-from adapters.transport.trio_tcp import TrioTcpTransport
+from raftcore.adapters.transport.inproc import InProcNetwork
+from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
 from raftcore.codec import FORMAT_VERSION, EncodeError, Hello, encode_hello, encode_message
 from raftcore.entries import normal
 from raftcore.errors import ConfigError, RemoteProtocolError

@@ -22,7 +22,6 @@ from helpers import (
     requests_to,
 )
 
-from adapters.transport.frames import TransportCore
 from raftcore import (
     ChangeMembership,
     ConfigError,
@@ -36,6 +35,7 @@ from raftcore import (
     Role,
     TriggerElection,
 )
+from raftcore.adapters.transport.frames import TransportCore
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.membership import AddVoters, RemoveNodes, next_membership
 from raftcore.quorum import Majority
@@ -52,7 +52,7 @@ def test_every_local_api_refuses_a_bad_node_id_with_the_same_error(bad: object) 
     with pytest.raises(ConfigError, match=words):
         Engine(bad, config(), RecoveredState(), FixedRng())
     with pytest.raises(ConfigError, match=words):
-        Majority([bad])  # type: ignore[list-item]
+        Majority([bad])
     with pytest.raises(ConfigError, match=words):
         Membership((frozenset([bad]),), {bad: "b"})  # type: ignore[list-item, dict-item]
     with pytest.raises(ConfigError, match=words):

@@ -1,6 +1,6 @@
 """``make chaos``: a Jepsen-style nemesis for the KV service, on one machine.
 
-    python -m adapters.kv.chaos [--seconds N] [--seed S] [--nodes 3]
+    python -m raftcore.adapters.kv.chaos [--seconds N] [--seed S] [--nodes 3]
         [--runtime asyncio|trio|mixed] [--clients C] [--keys K] [--dir D]
 
 A real cluster of ``serve`` processes (SQLite, TCP on 127.0.0.1), each behind
@@ -12,10 +12,10 @@ history is checked for lost acknowledged writes and linearizability
 docs/chaos.md.
 """
 
-from adapters.kv.chaos.checker import STRICT_READS, CheckResult, check
-from adapters.kv.chaos.history import History, OpRecord, OpType, classify
-from adapters.kv.chaos.proxy import Blocks, RaftProxy
-from adapters.kv.chaos.runner import ChaosRun, Options
+from raftcore.adapters.kv.chaos.checker import STRICT_READS, CheckResult, check
+from raftcore.adapters.kv.chaos.history import History, OpRecord, OpType, classify
+from raftcore.adapters.kv.chaos.proxy import Blocks, RaftProxy
+from raftcore.adapters.kv.chaos.runner import ChaosRun, Options
 
 __all__ = [
     "STRICT_READS",

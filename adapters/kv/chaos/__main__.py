@@ -1,4 +1,4 @@
-"""``python -m adapters.kv.chaos``: one chaos run; the last stdout line is its JSON verdict.
+"""``python -m raftcore.adapters.kv.chaos``: one chaos run; the last stdout line is its JSON verdict.
 
 Exit status: 0 if every check held, 1 on a violation (safety or liveness),
 2 if the harness itself failed, 130 if interrupted.
@@ -15,13 +15,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from adapters.kv.chaos.report import summary, verdict
-from adapters.kv.chaos.runner import ChaosRun, Options
+from raftcore.adapters.kv.chaos.report import summary, verdict
+from raftcore.adapters.kv.chaos.runner import ChaosRun, Options
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m adapters.kv.chaos",
+        prog="python -m raftcore.adapters.kv.chaos",
         description="Faults against a real KV cluster; checks the clients' history.",
     )
     p.add_argument("--seconds", type=float, default=180.0, help="length of the fault phase")

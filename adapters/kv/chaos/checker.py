@@ -33,7 +33,7 @@ from collections.abc import Hashable, Iterable, Iterator, Sequence
 
 import attrs
 
-from adapters.kv.chaos.history import OpRecord, OpType, Outcome
+from raftcore.adapters.kv.chaos.history import OpRecord, OpType, Outcome
 from raftcore.sim.linearizability import Op, OpKind, check_history
 
 #: Flip once reads are linearizable (ReadIndex): then any stale read fails the run.

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from adapters.kv.chaos.journal import Journal
+from raftcore.adapters.kv.chaos.journal import Journal
 from raftcore.sim.linearizability import Outcome
 
 __all__ = ["Answer", "History", "OpRecord", "OpType", "Outcome", "Verdict", "classify"]

@@ -4,7 +4,7 @@ One ``RaftProxy`` per node listens at the node's advertised Raft address (the
 one in ``--cluster``, which its peers dial) and forwards to where the node
 really listens (``serve --raft-listen``). Every transport connection starts
 with the dialler's Hello frame (4-byte big-endian length + CBOR, see
-``adapters.transport.frames``), which names the dialler; after the Hello
+``raftcore.adapters.transport.frames``), which names the dialler; after the Hello
 exchange messages flow only from the dialler to the acceptor. So a
 connection that node ``i`` dialled to node ``j`` carries everything ``i``
 sends ``j``, and blocking the pair ``(i, j)`` cuts exactly the messages from
@@ -25,9 +25,9 @@ import socket
 import struct
 from collections.abc import Callable, Iterable
 
-from adapters.kv.chaos.journal import Journal
-from adapters.kv.http import split_hostport
-from adapters.transport.frames import HELLO_MAX_FRAME
+from raftcore.adapters.kv.chaos.journal import Journal
+from raftcore.adapters.kv.http import split_hostport
+from raftcore.adapters.transport.frames import HELLO_MAX_FRAME
 from raftcore.codec import decode_hello
 
 Pair = tuple[int, int]

@@ -8,11 +8,11 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from adapters.kv.chaos.checker import STRICT_READS
-from adapters.kv.chaos.history import History, Outcome
-from adapters.kv.chaos.nemesis import KINDS, NemesisEvent
-from adapters.kv.chaos.runner import Options, Outcomes
-from adapters.kv.chaos.workload import WRITE_ONCE_PREFIX
+from raftcore.adapters.kv.chaos.checker import STRICT_READS
+from raftcore.adapters.kv.chaos.history import History, Outcome
+from raftcore.adapters.kv.chaos.nemesis import KINDS, NemesisEvent
+from raftcore.adapters.kv.chaos.runner import Options, Outcomes
+from raftcore.adapters.kv.chaos.workload import WRITE_ONCE_PREFIX
 
 #: Problems listed in full; the rest are counted.
 SHOWN = 10

@@ -22,20 +22,20 @@ from typing import Any
 
 import attrs
 
-from adapters.kv.chaos.checker import FINAL_CLIENT, STRICT_READS, CheckResult, check
-from adapters.kv.chaos.cluster import ChaosCluster
-from adapters.kv.chaos.history import History, OpType, Outcome
-from adapters.kv.chaos.journal import Journal
-from adapters.kv.chaos.nemesis import Deck, Nemesis, NemesisEvent
-from adapters.kv.chaos.workload import (
+from raftcore.adapters.kv.chaos.checker import FINAL_CLIENT, STRICT_READS, CheckResult, check
+from raftcore.adapters.kv.chaos.cluster import ChaosCluster
+from raftcore.adapters.kv.chaos.history import History, OpType, Outcome
+from raftcore.adapters.kv.chaos.journal import Journal
+from raftcore.adapters.kv.chaos.nemesis import Deck, Nemesis, NemesisEvent
+from raftcore.adapters.kv.chaos.workload import (
     OP_DEADLINE,
     REQUEST_TIMEOUT,
     OpClient,
     client_loop,
     commit_one,
 )
-from adapters.kv.client import KvClient, KvError, wait_for_leader
-from adapters.kv.demo import CheckFailed
+from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
+from raftcore.adapters.kv.demo import CheckFailed
 
 LIVENESS_KEY = "liveness"
 #: Concurrent readers for the final reads.
@@ -66,7 +66,7 @@ class Options:
     def command(self) -> str:
         """The command line that reruns this run's schedule."""
         return (
-            f"python -m adapters.kv.chaos --seconds {self.seconds:g} --seed {self.seed} "
+            f"python -m raftcore.adapters.kv.chaos --seconds {self.seconds:g} --seed {self.seed} "
             f"--nodes {self.nodes} --runtime {self.runtime} --clients {self.clients} "
             f"--keys {self.keys}"
         )

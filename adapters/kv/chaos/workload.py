@@ -18,9 +18,17 @@ import random
 import time
 from collections.abc import Sequence
 
-from adapters.kv.chaos.history import Answer, History, OpRecord, OpType, Outcome, Verdict, classify
-from adapters.kv.http import NEED_DATA, ClientConnection, HttpError, Response, key_path
-from adapters.kv.http import split_hostport as split
+from raftcore.adapters.kv.chaos.history import (
+    Answer,
+    History,
+    OpRecord,
+    OpType,
+    Outcome,
+    Verdict,
+    classify,
+)
+from raftcore.adapters.kv.http import NEED_DATA, ClientConnection, HttpError, Response, key_path
+from raftcore.adapters.kv.http import split_hostport as split
 
 #: How long one operation keeps trying while every answer says it was not applied.
 OP_DEADLINE = 5.0

@@ -1,0 +1,79 @@
+"""What users get: one top-level package, and an engine that does no IO.
+
+- The engine, the simulator and the rest of ``raftcore`` (but not
+  ``raftcore.adapters``, where the IO lives) import no asyncio, trio, socket,
+  threading, time, os, sqlite3 or the global random module: time and
+  randomness come in as arguments, so the same inputs and seed give the
+  same outputs.
+- The wheel installs ``raftcore`` and nothing else at the top level (the
+  repository's ``adapters/`` folder is ``raftcore.adapters``).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {"asyncio", "trio", "socket", "threading", "time", "os", "sqlite3", "random"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_engine_and_simulator_import_nothing_that_does_io() -> None:
+    pkg = ROOT / "raftcore"
+    files = [p for p in pkg.rglob("*.py") if "adapters" not in p.relative_to(pkg).parts]
+    assert any(p.parts[-2] == "engine" for p in files) and any(p.parts[-2] == "sim" for p in files)
+    bad = {str(p.relative_to(ROOT)): sorted(_imports(p) & FORBIDDEN) for p in files}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_no_module_imports_the_adapters_under_their_folder_name() -> None:
+    """``adapters.x`` and ``raftcore.adapters.x`` would be two copies of one module."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for top in ("raftcore", "adapters", "tests", "fuzz", "bench")
+        for p in (ROOT / top).rglob("*.py")
+        if "adapters" in _imports(p)
+    ]
+    assert not offenders
+
+
+@pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")
+def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("raftcore-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"raftcore"}
+    assert "raftcore/adapters/kv/server.py" in names and "raftcore/adapters/py.typed" in names
