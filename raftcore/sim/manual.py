@@ -34,7 +34,6 @@ the violations found since the previous call.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any
 
@@ -46,12 +45,15 @@ from raftcore.events import ChangeMembership, ClientWrite, TriggerElection, Trig
 from raftcore.ids import LeaderIdMode, LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.messages import Message
-from raftcore.sim.cluster import ManualTiming, SimEngine, Simulation, TraceSink
+from raftcore.sim.cluster import Simulation
+from raftcore.sim.harness import Mailbox, ManualTiming
 from raftcore.sim.invariants import InvariantViolation
 from raftcore.sim.kv import KvCodec, KvStateMachine, StateMachineFactory
 from raftcore.sim.linearizability import OpKind, Outcome, Violation, check_history
 from raftcore.sim.network import Link, split_links
+from raftcore.sim.node import SimEngine
 from raftcore.sim.options import SimOptions
+from raftcore.sim.trace import TraceSink
 from raftcore.sim.workload import classify
 
 __all__ = ["Answer", "InFlight", "ManualTiming", "SimControl", "SimulationFailure"]
@@ -174,14 +176,14 @@ class SimControl:
 
     @property
     def trace_digest(self) -> str:
-        return self.sim._digest.hexdigest()
+        return self.sim.trace.hexdigest()
 
     def start(self) -> None:
         """Start every node; node 1 forms the cluster of the initial voters."""
         if self.started:
             raise RuntimeError("already started")
         self.started = True
-        self.sim._boot()
+        self.sim.harness.boot(self.sim.initial_voters)
 
     def is_up(self, node: NodeId) -> bool:
         return self.sim.nodes[node].alive
@@ -211,7 +213,7 @@ class SimControl:
 
     def leader(self) -> NodeId | None:
         """The live leader with the greatest vote, if any."""
-        return self.sim._find_leader()
+        return self.sim.find_leader()
 
     # -- time ------------------------------------------------------------------------------
 
@@ -221,64 +223,49 @@ class SimControl:
         if dt < 0:
             raise ValueError(f"time cannot go back: dt={dt}")
         sim = self.sim
-        target = sim.now + dt
-        heap = sim._heap
         start = sim.steps
-        while heap and heap[0][0] <= target:
-            t, _, fn, args = heapq.heappop(heap)
-            sim._now = t
-            fn(*args)
+
+        def over_budget() -> bool:
             if sim.steps - start > self.step_budget:
-                sim._violation(
+                sim.harness.violation(
                     "busy-loop", f"more than {self.step_budget} engine steps within {dt}s"
                 )
-                break
-        sim._now = max(sim._now, target)
+                return True
+            return False
+
+        sim.sched.run_until(sim.now + dt, over_budget)
 
     def next_event_time(self) -> float | None:
         """When the next scheduled action is due (``None``: nothing scheduled)."""
-        heap = self.sim._heap
-        return heap[0][0] if heap else None
+        return self.sim.sched.next_time()
 
     # -- network ---------------------------------------------------------------------------
+
+    @property
+    def _mailbox(self) -> Mailbox:
+        mailbox = self.sim.harness.mailbox
+        assert mailbox is not None
+        return mailbox
 
     def in_flight(self) -> list[InFlight]:
         """Messages sent and not yet delivered or dropped, oldest first."""
         return [
             InFlight(mid, src, dst, msg, due)
-            for mid, (src, dst, msg, due) in sorted(self.sim._in_flight.items())
+            for mid, (src, dst, msg, due) in sorted(self._mailbox.in_flight.items())
         ]
 
     def deliver(self, msg_id: int) -> bool:
         """Deliver a message now (ahead of the others); False if it is gone.
         A cut link or a down receiver still loses it."""
-        rec = self.sim._in_flight.pop(msg_id, None)
-        if rec is None:
-            return False
-        src, dst, msg, _ = rec
-        self.sim._deliver(dst, src, msg)
-        return True
+        return self._mailbox.deliver(msg_id)
 
     def drop(self, msg_id: int) -> bool:
         """Lose a message."""
-        if self.sim._in_flight.pop(msg_id, None) is None:
-            return False
-        self.sim.network.lost += 1
-        return True
+        return self._mailbox.drop(msg_id)
 
     def duplicate(self, msg_id: int) -> bool:
         """Send a copy of a message (arriving ``latency`` from now)."""
-        rec = self.sim._in_flight.get(msg_id)
-        if rec is None:
-            return False
-        sim = self.sim
-        src, dst, msg, _ = rec
-        sim._next_msg += 1
-        due = sim.now + self.timing.latency
-        sim._in_flight[sim._next_msg] = (src, dst, msg, due)
-        sim._push(due, sim._arrive, (sim._next_msg,))
-        sim.network.duplicated += 1
-        return True
+        return self._mailbox.duplicate(msg_id)
 
     def partition(self, groups: Iterable[Collection[NodeId]]) -> int:
         """Cut every link between the groups (nodes in no group keep their
@@ -289,7 +276,7 @@ class SimControl:
         """Cut directed links ``(src, dst)``; returns an id for ``heal``."""
         links = frozenset(links)
         pid = self.sim.network.partition(links)
-        self.sim._note("fault", f"cut {sorted(links)} (partition {pid})")
+        self.sim.note("fault", f"cut {sorted(links)} (partition {pid})")
         return pid
 
     def heal(self, partition: int | None = None) -> None:
@@ -297,10 +284,10 @@ class SimControl:
         net = self.sim.network
         if partition is None:
             net.heal()
-            self.sim._note("heal", "every partition healed")
+            self.sim.note("heal", "every partition healed")
         else:
             net.heal_partition(partition)
-            self.sim._note("heal", f"partition {partition} healed")
+            self.sim.note("heal", f"partition {partition} healed")
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -315,7 +302,7 @@ class SimControl:
         if not n.alive or not n.storage.pending:
             return 0
         before = len(n.storage.pending)
-        self.sim._flush(n, n.storage.epoch, before if count is None else count)
+        self.sim.harness.flush(n, n.storage.epoch, before if count is None else count)
         return before - len(n.storage.pending) if n.alive else 0
 
     def crash(self, node: NodeId, keep: int = 0) -> bool:
@@ -325,10 +312,10 @@ class SimControl:
         if not n.alive:
             return False
         pending = len(n.storage.pending)
-        self.sim._note(
+        self.sim.note(
             "fault", f"node {node} crashes keeping {min(keep, pending)} of {pending} unflushed"
         )
-        self.sim._crash(n, keep=keep)
+        self.sim.harness.crash(n, keep=keep)
         return True
 
     def restart(self, node: NodeId) -> bool:
@@ -336,19 +323,19 @@ class SimControl:
         n = self.sim.nodes[node]
         if n.alive:
             return False
-        self.sim._note("restart", f"node {node} restarts")
-        self.sim._start_node(n)
+        self.sim.note("restart", f"node {node} restarts")
+        self.sim.harness.start(n)
         return n.alive
 
     def trigger_election(self, node: NodeId) -> None:
         n = self.sim.nodes[node]
         if n.alive:
-            self.sim._handle(n, TriggerElection())
+            self.sim.harness.handle(n, TriggerElection())
 
     def trigger_heartbeat(self, node: NodeId) -> None:
         n = self.sim.nodes[node]
         if n.alive:
-            self.sim._handle(n, TriggerHeartbeat())
+            self.sim.harness.handle(n, TriggerHeartbeat())
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -390,12 +377,12 @@ class SimControl:
         if not n.alive:
             self._on_unanswered(rid, "refused")
             return
-        sim._inflight[rid] = (n.id, n.incarnation)
         if isinstance(ev, ChangeMembership):
-            sim._change_requests[rid] = (ev.change, ev.retain)
+            sim.answers.hold_change(rid, n, ev.change, ev.retain)
         else:
-            sim._track_request(rid, ev.data)
-        sim._handle(n, ev)
+            sim.answers.hold(rid, n)
+            sim.answers.track(rid, ev.data)
+        sim.harness.handle(n, ev)
 
     def answer(self, rid: Hashable) -> Answer | None:
         """What became of a request so far (``None``: nothing yet)."""

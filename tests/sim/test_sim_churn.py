@@ -123,7 +123,7 @@ def test_catch_up_is_judged_on_the_final_membership() -> None:
             break
     else:
         raise AssertionError("no run removed a node for good")
-    assert {n.id for n in sim._members()} == set(final.node_ids())
+    assert {n.id for n in sim.liveness.members()} == set(final.node_ids())
     assert any(k == "liveness" and "every node applied" in t for _, k, t in result.log)
 
 

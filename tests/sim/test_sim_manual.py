@@ -174,5 +174,5 @@ def test_no_leader_diagnosis_names_candidates_that_logs_would_elect() -> None:
     c.partition([[1], [2], [3]])
     c.advance(2.0)
     assert c.leader() is None
-    text = c.sim._diagnose_no_leader()
+    text = c.sim.liveness.diagnose_no_leader()
     assert "could win on logs alone" in text and "never campaign" not in text

@@ -1,0 +1,157 @@
+"""Client traffic: requests on their way to the nodes, answers on their way back.
+
+Both directions take a short random delay on the client network (one random
+stream of its own). A node that is down when a request arrives refuses it
+(connection refused); write requests reaching a node close together go to
+its engine as one batch, as an adapter that coalesces writes would hand them
+over. Every answer, refusal and loss goes back to the client that owns the
+request: the workload, the liveness probe, the churn client, or whoever
+drives the simulation by hand (``on_answer`` / ``on_unanswered``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from raftcore.commands import Respond
+from raftcore.errors import ClientError
+from raftcore.events import ChangeMembership, ClientWrite, ClientWriteBatch
+from raftcore.ids import LogId, NodeId
+from raftcore.membership import Change
+from raftcore.sim.answers import AnswerRecord
+from raftcore.sim.churn import ChurnClient
+from raftcore.sim.harness import Harness
+from raftcore.sim.node import SimNode
+from raftcore.sim.rng import Rng
+from raftcore.sim.workload import LivenessProbe, Workload
+
+__all__ = ["ClientTraffic"]
+
+#: Client requests reaching a node within this window form one batch.
+_BATCH_WINDOW = 0.001
+
+
+class ClientTraffic:
+    """Carries requests to the nodes and answers to their clients (see the module docstring)."""
+
+    def __init__(
+        self,
+        harness: Harness,
+        answers: AnswerRecord,
+        rng: Rng,
+        *,
+        workload: Workload,
+        probe: LivenessProbe,
+        churn: ChurnClient | None,
+    ) -> None:
+        self._harness = harness
+        self._sched = harness.sched
+        self._nodes = harness.nodes
+        self._answers = answers
+        self._rng = rng
+        self._manual = harness.manual is not None
+        self._workload = workload
+        self._probe = probe
+        self._churn = churn
+        #: Hears every answer instead of the simulator's own clients.
+        self.on_answer: Callable[[Hashable, Any, ClientError | None], None] | None = None
+        #: Hears every request refused (``"refused"``) or lost (``"lost"``).
+        self.on_unanswered: Callable[[Hashable, str], None] | None = None
+
+    # -- requests -------------------------------------------------------------------
+
+    def submit(self, node: NodeId, request_id: Hashable, data: Any) -> None:
+        """Send a write to ``node``."""
+        self._answers.track(request_id, data)
+        self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._arrive, node, request_id, data)
+
+    def submit_change(
+        self,
+        node: NodeId,
+        request_id: Hashable,
+        change: Change,
+        retain: bool,
+        expected: LogId | None,
+    ) -> None:
+        """Send a membership change request to ``node``."""
+        ev = ChangeMembership(request_id, change, retain, expected)
+        self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._change_arrive, node, ev)
+
+    def _arrive(self, nid: NodeId, rid: Hashable, data: Any) -> None:
+        node = self._nodes[nid]
+        if not node.alive:
+            self.refused(rid)
+            return
+        if not node.client_queue:
+            self._sched.push(self._sched.now + _BATCH_WINDOW, self._batch, (node, node.incarnation))
+        node.client_queue.append((rid, data))
+
+    def _batch(self, node: SimNode, incarnation: int) -> None:
+        if incarnation != node.incarnation or not node.alive:
+            return
+        if self._sched.hold(node.paused_until, self._batch, (node, incarnation)):
+            return
+        batch, node.client_queue = node.client_queue, []
+        for rid, _ in batch:
+            self._answers.hold(rid, node)
+        if len(batch) == 1:
+            self._harness.handle(node, ClientWrite(*batch[0]))
+        else:
+            self._harness.handle(node, ClientWriteBatch(tuple(batch)))
+
+    def _change_arrive(self, nid: NodeId, ev: ChangeMembership) -> None:
+        node = self._nodes[nid]
+        rid = ev.request_id
+        if not node.alive:
+            self.refused(rid)
+            return
+        if self._sched.hold(node.paused_until, self._change_arrive, (nid, ev)):
+            return
+        self._answers.hold_change(rid, node, ev.change, ev.retain)
+        self._harness.handle(node, ev)
+
+    # -- answers ----------------------------------------------------------------------
+
+    def answer(self, cmd: Respond) -> None:
+        """An engine answered: the answer travels back to its client."""
+        if self._manual:
+            self._deliver(cmd.request_id, cmd.result, cmd.error)
+            return
+        self._sched.schedule(
+            self._rng.uniform(0.0001, 0.002), self._deliver, cmd.request_id, cmd.result, cmd.error
+        )
+
+    def _deliver(self, rid: Hashable, result: Any, error: ClientError | None) -> None:
+        if self.on_answer is not None:
+            self.on_answer(rid, result, error)
+        elif self._probe.owns(rid):
+            self._probe.on_response(rid, result, error)
+        elif self._churn is not None and self._churn.owns(rid):
+            self._churn.on_response(rid, result, error)
+        else:
+            self._workload.on_response(rid, result, error)
+
+    def refused(self, rid: Hashable) -> None:
+        """The node was down when the request arrived: it was never handed over."""
+        self._answers.forget_change(rid)
+        if self.on_unanswered is not None:
+            self.on_unanswered(rid, "refused")
+        elif self._probe.owns(rid):
+            self._probe.on_refused(rid)
+        elif self._churn is not None and self._churn.owns(rid):
+            self._churn.on_refused(rid)
+        else:
+            self._workload.on_refused(rid)
+
+    def lost(self, rid: Hashable) -> None:
+        """The node holding the request crashed before answering it."""
+        self._answers.forget_change(rid)
+        if self.on_unanswered is not None:
+            self.on_unanswered(rid, "lost")
+        elif self._probe.owns(rid):
+            self._probe.on_lost(rid)
+        elif self._churn is not None and self._churn.owns(rid):
+            self._churn.on_lost(rid)
+        else:
+            self._workload.on_lost(rid)
