@@ -48,7 +48,7 @@ from raftcore import (
     Vote,
     Wakeup,
 )
-from raftcore.engine import core as _engine_core
+from raftcore.engine import _core as _engine_core
 from raftcore.entries import Entry
 
 #: "mypyc" when the engine runs compiled (``make compile``), else "pure".

@@ -12,7 +12,6 @@ from raftcore.commands import (
     SaveVote,
     Send,
     Stopped,
-    StorageCommand,
     TruncateLog,
 )
 from raftcore.config import Config
@@ -48,13 +47,11 @@ from raftcore.events import (
 )
 from raftcore.ids import (
     INITIAL_VOTE,
-    NO_NODE,
     ZERO_LOG_ID,
     LeaderIdMode,
     LogId,
     NodeId,
     Vote,
-    compare_votes,
 )
 from raftcore.membership import (
     AddLearners,
@@ -68,12 +65,11 @@ from raftcore.membership import (
     UpdateNodes,
 )
 from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
-from raftcore.quorum import Flexible, Hierarchical, Joint, Majority, QuorumSet, check_safe
+from raftcore.quorum import Flexible, Hierarchical, Joint, Majority, QuorumSet
 from raftcore.state import Metrics, RecoveredState, Role
 
 __all__ = [
     "INITIAL_VOTE",
-    "NO_NODE",
     "ZERO_LOG_ID",
     "AddLearners",
     "AddVoters",
@@ -129,7 +125,6 @@ __all__ = [
     "Send",
     "SetQuorum",
     "Stopped",
-    "StorageCommand",
     "StorageFailed",
     "TriggerElection",
     "TriggerHeartbeat",
@@ -139,7 +134,5 @@ __all__ = [
     "VoteRequest",
     "VoteResponse",
     "Wakeup",
-    "check_safe",
-    "compare_votes",
 ]
 __version__ = "0.1.0"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import raftcore.engine.core
+import raftcore.engine._core
 
 
 def engine_build() -> str:
-    return "pure" if raftcore.engine.core.__file__.endswith(".py") else "mypyc"
+    return "pure" if raftcore.engine._core.__file__.endswith(".py") else "mypyc"
 
 
 def pytest_report_header() -> str:
-    return f"raftcore engine build: {engine_build()} ({raftcore.engine.core.__file__})"
+    return f"raftcore engine build: {engine_build()} ({raftcore.engine._core.__file__})"

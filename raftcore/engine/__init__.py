@@ -1,6 +1,6 @@
 """The pure Raft engine."""
 
-from raftcore.engine.core import Engine
-from raftcore.engine.state import Rng
+from raftcore.engine._core import Engine
+from raftcore.engine._state import Rng
 
 __all__ = ["Engine", "Rng"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from raftcore.commands import Apply, Respond
-from raftcore.engine.state import NodeState
+from raftcore.engine._state import NodeState
 from raftcore.errors import LocalProtocolError
 from raftcore.ids import LogId
 

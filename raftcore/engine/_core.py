@@ -8,12 +8,15 @@ from typing import Any
 
 from raftcore.commands import Command, Respond, Stopped
 from raftcore.config import Config
-from raftcore.engine import election, follower, leader, membership
-from raftcore.engine.apply import advance_apply, on_applied
-from raftcore.engine.io import IoProgress
-from raftcore.engine.log import Log
-from raftcore.engine.replication import heartbeat_all
-from raftcore.engine.state import NEVER, NodeState, Rng
+from raftcore.engine import _election as election
+from raftcore.engine import _follower as follower
+from raftcore.engine import _leader as leader
+from raftcore.engine import _membership as membership
+from raftcore.engine._apply import advance_apply, on_applied
+from raftcore.engine._io import IoProgress
+from raftcore.engine._log import Log
+from raftcore.engine._replication import heartbeat_all
+from raftcore.engine._state import NEVER, NodeState, Rng
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
 from raftcore.events import (
@@ -65,8 +68,8 @@ class Engine(NodeState):
     ``Wakeup``. Same recovered state, events and rng: same commands.
 
     The state is ``NodeState``'s; each event goes to the handler function of
-    its concern (``election``, ``follower``, ``leader``, ``membership``,
-    ``apply``), leader-only handlers only through the ``LeaderState``.
+    its concern (``_election``, ``_follower``, ``_leader``,
+    ``_membership``, ``_apply``), leader-only handlers only through the ``LeaderState``.
     """
 
     # ``node_id``, ``config`` and ``event`` are typed ``object`` on purpose: a

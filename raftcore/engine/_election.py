@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from raftcore.engine.leader import become_leader, lease_valid
-from raftcore.engine.roles import CandidateState
-from raftcore.engine.state import NodeState
+from raftcore.engine._leader import become_leader, lease_valid
+from raftcore.engine._roles import CandidateState
+from raftcore.engine._state import NodeState
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import NodeId, Vote, compare_votes, vote_ge
 from raftcore.messages import VoteRequest, VoteResponse

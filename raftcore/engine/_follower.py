@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from operator import itemgetter
 
-from raftcore.engine.apply import advance_apply
-from raftcore.engine.state import NodeState
+from raftcore.engine._apply import advance_apply
+from raftcore.engine._state import NodeState
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse

@@ -7,11 +7,11 @@ from collections.abc import Hashable
 from operator import itemgetter
 from typing import Any
 
-from raftcore.engine.apply import advance_apply
-from raftcore.engine.membership import after_leader_commit
-from raftcore.engine.replication import heartbeat, leader_append, replicate
-from raftcore.engine.roles import CandidateState, LeaderState
-from raftcore.engine.state import NEVER, NodeState
+from raftcore.engine._apply import advance_apply
+from raftcore.engine._membership import after_leader_commit
+from raftcore.engine._replication import heartbeat, leader_append, replicate
+from raftcore.engine._roles import CandidateState, LeaderState
+from raftcore.engine._state import NEVER, NodeState
 from raftcore.entries import Entry, EntryKind, blank
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import LogId, NodeId, Vote, compare_votes

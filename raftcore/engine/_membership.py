@@ -18,9 +18,9 @@ membership steps down once it commits.
 from __future__ import annotations
 
 from raftcore.commands import Respond
-from raftcore.engine.replication import leader_append
-from raftcore.engine.roles import LeaderState
-from raftcore.engine.state import NodeState
+from raftcore.engine._replication import leader_append
+from raftcore.engine._roles import LeaderState
+from raftcore.engine._state import NodeState
 from raftcore.entries import membership_entry
 from raftcore.errors import (
     ConfigError,

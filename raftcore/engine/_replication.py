@@ -3,9 +3,9 @@ window, heartbeats, and appending its own entries."""
 
 from __future__ import annotations
 
-from raftcore.engine.progress import Progress
-from raftcore.engine.roles import LeaderState
-from raftcore.engine.state import NodeState
+from raftcore.engine._progress import Progress
+from raftcore.engine._roles import LeaderState
+from raftcore.engine._state import NodeState
 from raftcore.entries import Entry
 from raftcore.ids import NodeId
 from raftcore.messages import AppendRequest

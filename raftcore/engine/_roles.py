@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from raftcore.engine.progress import Progress
+from raftcore.engine._progress import Progress
 from raftcore.events import ChangeMembership
 from raftcore.ids import NodeId, Vote
 from raftcore.membership import Membership

@@ -6,8 +6,9 @@ role value: ``leader`` (a ``LeaderState``) while it leads, ``candidate`` (a
 ``CandidateState``) while it campaigns, neither otherwise. State changes that
 several concerns need (saving a vote, appending or truncating the log,
 tracking the effective membership, changing role) live here, in one
-readable place; the handler modules (``election``, ``follower``, ``leader``,
-``replication``, ``membership``, ``apply``) are functions over it.
+readable place; the handler modules (``_election``, ``_follower``,
+``_leader``, ``_replication``, ``_membership``, ``_apply``) are functions
+over it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Protocol
 
 from raftcore.commands import AppendLog, Command, Respond, SaveVote, Send, TruncateLog
 from raftcore.config import Config
-from raftcore.engine.io import IoProgress
-from raftcore.engine.log import Log
-from raftcore.engine.roles import CandidateState, LeaderState
+from raftcore.engine._io import IoProgress
+from raftcore.engine._log import Log
+from raftcore.engine._roles import CandidateState, LeaderState
 from raftcore.entries import Entry, EntryKind
 from raftcore.errors import LeadershipLost, NotInitialized, NotLeader
 from raftcore.ids import LogId, NodeId, Vote

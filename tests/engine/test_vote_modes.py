@@ -28,8 +28,8 @@ from raftcore import (
     Vote,
     VoteRequest,
     VoteResponse,
-    compare_votes,
 )
+from raftcore.ids import compare_votes
 from raftcore.testing.loopback import LoopbackCluster
 
 MODES = list(LeaderIdMode)

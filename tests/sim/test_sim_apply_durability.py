@@ -16,7 +16,7 @@ from test_sim_mutants import Wrapped
 
 from raftcore.commands import AppendLog, Apply, Command
 from raftcore.engine import Engine
-from raftcore.engine.apply import advance_apply
+from raftcore.engine._apply import advance_apply
 from raftcore.entries import normal
 from raftcore.events import Event, IoFlushed
 from raftcore.ids import ZERO_LOG_ID, LeaderIdMode, LogId, NodeId, Vote

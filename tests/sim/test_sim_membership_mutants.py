@@ -11,7 +11,7 @@ from typing import Any
 from test_sim_mutants import Wrapped
 
 from raftcore.commands import AppendLog, Command, Respond, Send
-from raftcore.engine.replication import leader_append
+from raftcore.engine._replication import leader_append
 from raftcore.entries import Entry, EntryKind, membership_entry
 from raftcore.events import ChangeMembership, Event
 from raftcore.ids import LogId
