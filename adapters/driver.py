@@ -148,7 +148,7 @@ class Driver:
         rng: Rng,
         now: float,
         log: NodeLogger,
-        on_membership: Callable[[Membership], None] | None = None,
+        on_membership: Callable[[LogId, Membership], None] | None = None,
     ) -> None:
         recovered = attrs.evolve(log_store.load(), applied=state_machine.applied())
         self.engine = Engine(node_id, config, recovered, rng, now=now)
@@ -168,8 +168,8 @@ class Driver:
         self.offload_apply: bool = getattr(state_machine, "blocking", False)
         #: The runtime's own figures for ``metrics().extra`` (the transport's).
         self.metrics_extra: Callable[[], dict[str, Any]] = dict
-        #: Called when the effective membership changes (the runtimes keep the
-        #: transport's peers in step with it).
+        #: Called with the effective membership and its log id when it changes
+        #: (the runtimes keep the transport's peers in step with it).
         self.on_membership = on_membership
         #: Why the engine stopped (storage failure, internal error), or ``None``.
         self.stopped: str | None = None
@@ -308,7 +308,7 @@ class Driver:
             # Before the sends: the first message to a new member needs its address.
             self._membership_seen = m
             if m is not None and self.on_membership is not None:
-                self.on_membership(m)
+                self.on_membership(self.engine.memberships[-1][0], m)
         for cmd in commands:
             if isinstance(cmd, Send):
                 self._send(cmd.to, cmd.message)

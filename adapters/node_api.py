@@ -341,8 +341,19 @@ class NodeApi:
             self._driver.deliver(sender, message)
             self._kick()
 
-    def _sync_peers(self, m: Membership) -> None:
-        """Keep the transport's peers in step with the effective membership."""
+    def _sync_peers(self, membership_id: LogId, m: Membership) -> None:
+        """Keep the transport's peers in step with the effective membership.
+
+        Members are added (or their address and incarnation updated); a node
+        that leaves the membership is not removed from the transport, only its
+        recorded incarnation is forgotten. A node catching up replays old
+        memberships, and one of them may leave out today's leader: removing it
+        would refuse the leader's connection and stop the catch-up for good
+        (found by ``make chaos``). The engine sends nothing to non-members, so
+        nothing is dialled for them.
+        """
+        identities = self.transport.identities
+        identities.membership_id = membership_id
         peers = peers_of(m, self.node_id)
         for n, info in peers.items():
             address = address_of(info)
@@ -353,7 +364,7 @@ class NodeApi:
             except Exception as e:  # e.g. written by another client: skip that peer only
                 self.log.warning("cannot reach node %s at %r: %s", n, address, e)
         for n in self._members - peers.keys():
-            self.transport.remove_peer(n)
+            identities.forget(n)
         self._members = frozenset(peers)
 
 

@@ -27,7 +27,7 @@ import cbor2
 from raftcore._values import value
 from raftcore.entries import Entry, EntryKind
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
-from raftcore.ids import LogId, NodeId, Vote
+from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
 
@@ -127,10 +127,11 @@ class Hello(NamedTuple):
 
     Its layout ``[version, 9, cluster_id, node_id, ...]`` is frozen across
     format versions, so a node can always tell which version its peer speaks.
-    Three fields follow (a Hello without them decodes with their defaults):
+    Four fields follow (a Hello without them decodes with their defaults):
     the cluster the node's store belongs to (``""``: none yet), the store's
-    incarnation (``""``: the store keeps none), and ``refused``: a reason,
-    when this Hello answers another by refusing it.
+    incarnation (``""``: the store keeps none), ``refused``: a reason, when
+    this Hello answers another by refusing it, and the log id of the node's
+    effective membership (how current its records of the others are).
     """
 
     cluster_id: str
@@ -139,6 +140,7 @@ class Hello(NamedTuple):
     store_cluster: str = ""
     incarnation: str = ""
     refused: str = ""
+    membership: LogId = ZERO_LOG_ID
 
 
 # ---------------------------------------------------------------------------
@@ -640,14 +642,16 @@ _HELLO_TEXT = ("store_cluster", "incarnation", "refused")
 
 
 def _hello_out(h: Hello) -> list[Any]:
-    cluster_id, node_id, version, *extra = h
-    for name, text in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, *extra), strict=True):
-        if type(text) is not str:
-            raise _Bad(f"expected str, got {_show(text)}", name)
+    cluster_id, node_id, version, *text, (mt, mn, mi) = h
+    for name, t in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, *text), strict=True):
+        if type(t) is not str:
+            raise _Bad(f"expected str, got {_show(t)}", name)
     _node_id(node_id, "node_id")
     _uint(version, "version")
-    # Without identity, the four-field form older nodes read.
-    return [version, TAG_HELLO, cluster_id, node_id, *(extra if any(extra) else ())]
+    _log_id_ok(mt, mn, mi, "membership")
+    if not any(text) and h.membership == ZERO_LOG_ID:
+        return [version, TAG_HELLO, cluster_id, node_id]  # without identity: the short form
+    return [version, TAG_HELLO, cluster_id, node_id, *text, mt, mn, mi]
 
 
 def encode_hello(h: Hello) -> bytes:
@@ -927,14 +931,17 @@ def decode_membership(data: bytes) -> tuple[LogId, Membership]:
 
 
 def _hello_in(a: list[Any]) -> Hello:
-    if len(a) != 4:
-        _arity(a, 7)
-    version, _, cluster_id, node_id, *extra = a
-    for name, text in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, *extra), strict=False):
-        if type(text) is not str:
-            raise _Bad(f"expected str, got {_show(text)}", name)
+    if len(a) == 4:
+        a = [*a, "", "", "", 0, 0, 0]
+    _arity(a, 10)
+    version, _, cluster_id, node_id, s1, s2, s3, mt, mn, mi = a
+    for name, t in zip(("cluster_id", *_HELLO_TEXT), (cluster_id, s1, s2, s3), strict=True):
+        if type(t) is not str:
+            raise _Bad(f"expected str, got {_show(t)}", name)
     _node_id(node_id, "node_id")
-    return _new(Hello, (cluster_id, node_id, version, *(extra or ("", "", ""))))
+    _log_id_ok(mt, mn, mi, "membership")
+    membership = _new(LogId, (mt, mn, mi))
+    return _new(Hello, (cluster_id, node_id, version, s1, s2, s3, membership))
 
 
 def decode_hello(data: bytes) -> Hello:

@@ -228,8 +228,11 @@ def test_layout_is_frozen() -> None:
     assert encode_vote(Vote(1, 2, True)).hex() == "8501060102f5"
     assert encode_log_id(LogId(3, 1, 7)).hex() == "850107030107"
     assert encode_hello(Hello("c", 3)).hex() == "8401096163" + "03"
-    # With an identity, three text fields follow: store cluster, incarnation, refusal.
-    assert encode_hello(Hello("c", 3, 1, "k", "i")).hex() == "8701096163" + "03616b616960"
+    # With an identity, three text fields follow (store cluster, incarnation,
+    # refusal), then the membership's log id.
+    assert encode_hello(Hello("c", 3, 1, "k", "i", "", LogId(2, 1, 5))).hex() == (
+        "8a01096163" + "03616b616960" + "020105"
+    )
     assert (
         encode_message(VoteRequest(Vote(2, 1, False), LogId(1, 1, 5), True)).hex()
         == "8a01" + "01" + "0201f4" + "010105" + "f5f4"

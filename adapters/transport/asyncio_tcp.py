@@ -19,26 +19,10 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from raftcore.adapters.transport.frames import (
-    DEFAULT_MAX_FRAME,
-    DEFAULT_MAX_PENDING_HANDSHAKES,
-    DEFAULT_QUEUE_BYTES,
-    DEFAULT_QUEUE_SIZE,
-    DEFAULT_STABLE_AFTER,
-    DEFAULT_WRITE_TIMEOUT,
-    HELLO_MAX_FRAME,
-    FrameDecoder,
-    HandshakeError,
-    PeerLink,
-    PeerQueue,
-    TransportCore,
-    WriteTimeout,
-    bind_listen_socket,
-    describe_error,
-    format_address,
-    parse_address,
-    set_socket_options,
-)
+from raftcore.adapters.transport.frames import (DEFAULT_MAX_FRAME, HELLO_MAX_FRAME, FrameDecoder, describe_error, format_address, parse_address,)
+from raftcore.adapters.transport.identity import (HandshakeError,)
+from raftcore.adapters.transport.peers import (DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SIZE, DEFAULT_STABLE_AFTER, DEFAULT_WRITE_TIMEOUT, PeerLink, PeerQueue, TransportCore, WriteTimeout,)
+from raftcore.adapters.transport.sockets import (bind_listen_socket, set_socket_options,)
 from raftcore.codec import Hello, decode_message
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
 from raftcore.ids import NodeId

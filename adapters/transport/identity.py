@@ -20,7 +20,7 @@ import attrs
 from raftcore.adapters.log import NodeLogger
 from raftcore.codec import Hello, encode_hello
 from raftcore.errors import RemoteProtocolError
-from raftcore.ids import NodeId
+from raftcore.ids import ZERO_LOG_ID, LogId, NodeId
 from raftcore.storage import StoreIdentity
 
 #: Where the operator's fix is described (quoted in refusals).
@@ -80,6 +80,14 @@ class PeerIdentities:
         self.refusals: dict[NodeId, Refusal] = {}
         #: Called with a cluster id this node adopted from a peer (to persist it).
         self.on_adopt: Callable[[str], None] | None = None
+        #: The log id of this node's effective membership (where ``expected``
+        #: comes from): a peer that knows a newer one is not judged by it.
+        self.membership_id: LogId = ZERO_LOG_ID
+
+    def forget(self, node_id: NodeId) -> None:
+        """``node_id`` left the membership: no incarnation is expected of it."""
+        self.expected.pop(node_id, None)
+        self.refusals.pop(node_id, None)
 
     # -- our side
 
@@ -93,6 +101,7 @@ class PeerIdentities:
             store_cluster=own.cluster_id,
             incarnation=own.incarnation,
             refused=refused,
+            membership=self.membership_id,
         )
 
     def hello_payload(self, cluster_name: str, refused: str = "") -> bytes:
@@ -141,7 +150,12 @@ class PeerIdentities:
                 f"this node's to cluster {own.cluster_id}"
             )
         expected = self.expected.get(n, "")
-        if expected and hello.incarnation != expected:
+        # Judge the peer only by a membership at least as new as the one it
+        # knows: a node catching up holds old records of the others (a node
+        # that has since been wiped and added back has a new incarnation) and
+        # must not refuse today's leader for them. A wiped node knows no
+        # membership at all, so it is always judged.
+        if expected and hello.incarnation != expected and hello.membership <= self.membership_id:
             raise IdentityMismatchError(
                 f"node {n} presents store incarnation {hello.incarnation or '(none)'} but the "
                 f"membership records {expected}: it lost or replaced its store, so it may "

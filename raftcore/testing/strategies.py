@@ -213,4 +213,4 @@ def messages() -> st.SearchStrategy[Message]:
 def hellos() -> st.SearchStrategy[Hello]:
     """Transport handshakes of this node's format version."""
     text = st.text(max_size=32)
-    return st.builds(Hello, text, node_ids(), st.just(FORMAT_VERSION), text, text, text)
+    return st.builds(Hello, text, node_ids(), st.just(FORMAT_VERSION), text, text, text, log_ids())

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import trio
 
 from raftcore.adapters import asyncio_node, trio_node
+from raftcore.adapters.kv.testing import free_ports
 from raftcore.adapters.storage import MemoryLogStore
 from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
 from raftcore.adapters.transport.inproc import InProcNetwork
@@ -251,7 +252,8 @@ class Cluster:
         self.ids = list(ids)
         self.tcp = tcp
         self.net = InProcNetwork()
-        self.addrs = {n: f"127.0.0.1:{free_port()}" for n in ids}
+        # Held open together while chosen, so no two nodes get the same port.
+        self.addrs = {n: f"127.0.0.1:{p}" for n, p in zip(ids, free_ports(len(ids)), strict=True)}
         self.stores: dict[NodeId, LogStore] = {n: MemoryLogStore() for n in ids}
         self.sms: dict[NodeId, ListStateMachine] = {}
         self.nodes: dict[NodeId, Any] = {}

@@ -33,8 +33,10 @@ from raftcore.adapters.kv.chaos.proxy import (
     split,
 )
 from raftcore.adapters.kv.chaos.workload import OpClient
-from raftcore.adapters.kv.demo import free_ports
-from raftcore.adapters.transport.frames import encode_frame
+from raftcore.adapters.kv.testing import free_ports
+from raftcore.adapters.transport.frames import (
+    encode_frame,
+)
 from raftcore.codec import Hello, encode_hello
 
 TIMEOUT = 5.0

@@ -9,12 +9,14 @@ recovers it by removing it and adding it back.
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import pytest
-from runtime_kit import KITS, WAIT, Kit, cluster
+from runtime_kit import CONFIG, KITS, WAIT, Kit, cluster
 
 from raftcore.adapters.errors import ClusterExists
 from raftcore.adapters.storage import MemoryLogStore
-from raftcore.adapters.transport.frames import transport_logger
 from raftcore.adapters.transport.identity import (
     IdentityMismatchError,
     OtherClusterError,
@@ -22,7 +24,11 @@ from raftcore.adapters.transport.identity import (
     PeerRefusedError,
     incarnation_of,
 )
+from raftcore.adapters.transport.peers import (
+    transport_logger,
+)
 from raftcore.codec import Hello
+from raftcore.ids import LogId
 from raftcore.membership import AddVoters, RemoveVoters
 from raftcore.state import Role
 from raftcore.storage import StoreIdentity
@@ -141,5 +147,75 @@ def test_a_stopped_follower_shows_unreachable(kit: Kit) -> None:
                 await leader.wait_for(unreachable, timeout=WAIT)
                 status = leader.replication()[victim]
                 assert status.last_ack_age > leader.config.election_timeout_max
+
+    kit.run(scenario)
+
+
+def test_a_peer_that_knows_a_newer_membership_is_not_judged_by_an_old_one() -> None:
+    """A node catching up holds old records; it must not refuse today's leader."""
+    ids = identities("aaaa")
+    ids.expected[3] = "old-incarnation-of-3"
+    ids.membership_id = LogId(2, 1, 10)
+    newer = Hello("kv", 3, store_cluster="c1", incarnation="new-3", membership=LogId(5, 3, 80))
+    ids.check(newer)  # not refused: node 3 knows more than this node's records
+    same = Hello("kv", 3, store_cluster="c1", incarnation="new-3", membership=LogId(2, 1, 10))
+    with pytest.raises(IdentityMismatchError):
+        ids.check(same)
+    wiped = Hello("kv", 3, store_cluster="", incarnation="new-3")  # knows no membership
+    with pytest.raises(IdentityMismatchError):
+        ids.check(wiped)
+
+
+@RUNTIMES
+def test_a_node_catching_up_through_old_memberships_accepts_todays_leader(kit: Kit) -> None:
+    """Regression (make chaos, seed 22): a node rebuilt from scratch replays a
+    membership that left out today's leader (and recorded an older store of
+    it). Its transport used to drop the leader as a peer, and then refuse it:
+    the catch-up stopped for good."""
+
+    async def scenario(kit: Kit) -> None:
+        # One entry per append: the catch-up steps through every membership.
+        one_by_one = attrs.evolve(CONFIG, max_entries_per_append=1)
+        with kit.fail_after(WAIT * 8):
+            async with cluster(kit, 3, tcp=True, config=one_by_one) as c:
+                first = await c.leader()
+                z, y = (n for n in c.ids if n != first.node_id)
+
+                async def rebuild(n: int, leader: Any) -> None:
+                    """``n`` lost its disk: remove it, start it empty, add it back."""
+                    await c.stop(n)
+                    await leader.change_membership(RemoveVoters([n]), timeout=WAIT)
+                    await c.start(n, MemoryLogStore())
+                    await leader.add_learner(n, c.addrs[n], timeout=WAIT)
+                    await leader.change_membership(AddVoters({n: None}), timeout=WAIT)
+
+                async def reopen(n: int) -> None:
+                    """Restart ``n`` on the store it had (a plain restart)."""
+                    store = c.stores[n]
+                    assert isinstance(store, MemoryLogStore)
+                    await c.start(n, MemoryLogStore(store.backing))
+
+                for i in range(5):
+                    await first.write(f"a{i}", timeout=WAIT)
+                await rebuild(z, first)  # z: out of one membership, then a new store
+                # Make z the leader: stop the old one, let z campaign.
+                old = first.node_id
+                await c.stop(old)
+                await c.nodes[z].trigger_election()
+                leader = await c.leader([y, z])
+                if leader.node_id != z:  # y won a race: hand over by stopping y once
+                    await c.stop(y)
+                    await reopen(y)
+                    await c.nodes[z].trigger_election()
+                    leader = await c.leader([y, z])
+                assert leader.node_id == z
+                await reopen(old)
+                last, _ = await leader.write("b", timeout=WAIT)
+                await c.wait_applied(last, [old])  # back in the quorum before y goes
+                # y is rebuilt from scratch under leader z: it replays the
+                # membership without z (and z's first store) on the way.
+                await rebuild(y, leader)
+                await c.wait_applied(last, [y])
+                assert c.sms[y].items == [f"a{i}" for i in range(5)] + ["b"]
 
     kit.run(scenario)

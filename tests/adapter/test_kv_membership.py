@@ -20,7 +20,7 @@ from collections.abc import Callable
 import pytest
 
 from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
-from raftcore.adapters.kv.demo import (
+from raftcore.adapters.kv.testing import (
     LocalCluster,
     verify_keys,
     wait_caught_up,

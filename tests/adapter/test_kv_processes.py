@@ -18,7 +18,7 @@ from collections.abc import Callable
 import pytest
 
 from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
-from raftcore.adapters.kv.demo import LocalCluster, verify_keys, wait_caught_up
+from raftcore.adapters.kv.testing import LocalCluster, verify_keys, wait_caught_up
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

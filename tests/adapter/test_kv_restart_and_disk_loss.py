@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from raftcore.adapters.kv.client import KvClient, wait_for_leader
-from raftcore.adapters.kv.demo import LocalCluster, verify_keys, write_keys
+from raftcore.adapters.kv.testing import LocalCluster, verify_keys, write_keys
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from runtime_kit import KITS, WAIT, Kit, ListStateMachine, free_port
 
+from raftcore.adapters.kv.testing import free_ports
 from raftcore.adapters.storage import MemoryLogStore
 
 RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
@@ -70,7 +71,7 @@ def test_probe_of_a_peer_that_hangs_up_is_a_connection_error(kit: Kit, hang_up_s
 def test_probe_returns_the_nodes_identity(kit: Kit) -> None:
     async def scenario(kit: Kit) -> None:
         with kit.fail_after(WAIT):
-            addrs = {1: f"127.0.0.1:{free_port()}", 2: f"127.0.0.1:{free_port()}"}
+            addrs = {n: f"127.0.0.1:{p}" for n, p in zip((1, 2), free_ports(2), strict=True)}
             stores = {n: MemoryLogStore() for n in addrs}
             closers = []
             try:

@@ -28,11 +28,8 @@ from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
 from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     HELLO_MAX_FRAME,
-    Backoff,
     FrameDecoder,
     FrameError,
-    HandshakeError,
-    OtherClusterError,
     UnknownNodeError,
     VersionMismatchError,
     check_hello,
@@ -40,7 +37,14 @@ from raftcore.adapters.transport.frames import (
     format_address,
     parse_address,
 )
+from raftcore.adapters.transport.identity import (
+    HandshakeError,
+    OtherClusterError,
+)
 from raftcore.adapters.transport.inproc import InProcNetwork
+from raftcore.adapters.transport.peers import (
+    Backoff,
+)
 from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
 from raftcore.codec import FORMAT_VERSION, EncodeError, Hello, encode_hello, encode_message
 from raftcore.entries import normal

@@ -35,7 +35,9 @@ from raftcore import (
     Role,
     TriggerElection,
 )
-from raftcore.adapters.transport.frames import TransportCore
+from raftcore.adapters.transport.peers import (
+    TransportCore,
+)
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.membership import AddVoters, RemoveNodes, next_membership
 from raftcore.quorum import Majority

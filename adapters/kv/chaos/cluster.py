@@ -1,6 +1,6 @@
 """The cluster under test: ``serve`` processes, each behind its ``RaftProxy``.
 
-``ChaosCluster`` is ``raftcore.adapters.kv.demo.LocalCluster`` with one more port per
+``ChaosCluster`` is ``raftcore.adapters.kv.testing.LocalCluster`` with one more port per
 node: the spec (``--cluster``) advertises the proxy's address, and each node
 listens for Raft at its own ``--raft-listen`` address behind it. HTTP goes to
 the nodes directly. It also pauses (SIGSTOP), resumes, SIGKILLs without
@@ -19,7 +19,7 @@ from collections.abc import Collection, Sequence
 
 from raftcore.adapters.kv.chaos.journal import Journal
 from raftcore.adapters.kv.chaos.proxy import Blocks, RaftProxy
-from raftcore.adapters.kv.demo import HOST, LocalCluster, free_ports
+from raftcore.adapters.kv.testing import HOST, LocalCluster, free_ports
 from raftcore.adapters.kv.http import join_hostport
 
 

@@ -19,7 +19,7 @@ from raftcore.adapters.kv.chaos.cluster import ChaosCluster
 from raftcore.adapters.kv.chaos.journal import Journal
 from raftcore.adapters.kv.chaos.proxy import isolate, one_way, split
 from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
-from raftcore.adapters.kv.demo import CheckFailed, wait_status
+from raftcore.adapters.kv.testing import CheckFailed, wait_status
 
 KINDS = (
     "kill-follower",

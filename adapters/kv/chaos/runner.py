@@ -35,7 +35,7 @@ from raftcore.adapters.kv.chaos.workload import (
     commit_one,
 )
 from raftcore.adapters.kv.client import KvClient, KvError, wait_for_leader
-from raftcore.adapters.kv.demo import CheckFailed
+from raftcore.adapters.kv.testing import CheckFailed
 
 LIVENESS_KEY = "liveness"
 #: Concurrent readers for the final reads.
