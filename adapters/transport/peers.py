@@ -33,6 +33,7 @@ from raftcore.adapters.transport.identity import (
 )
 from raftcore.adapters.transport.sockets import describe_peername
 from raftcore.codec import (
+    decode_message,
     EncodeError,
     Hello,
     encode_message,
@@ -385,14 +386,19 @@ class TransportCore:
         self.identities.check(hello, reply=True)
         return hello
 
-    def refused_inbound(self, payload: bytes) -> bool:
-        """A frame that is not a message: true (recorded, logged) if it is a
-        dialler's refusal of this node's identity."""
+    def decode_inbound(self, payload: bytes) -> Message | None:
+        """A dialler's message frame; ``None`` (recorded, logged) when it is the
+        dialler's refusal of this node's identity: the connection then ends."""
         try:
-            hello = read_hello(payload)
+            return decode_message(payload)
         except RemoteProtocolError:
-            return False
-        return self.identities.refused_by_peer(hello)
+            try:
+                hello = read_hello(payload)
+            except RemoteProtocolError:
+                hello = None
+            if hello is not None and self.identities.refused_by_peer(hello):
+                return None
+            raise
 
     def _refuse_overflow(self, pending: int, peername: Any) -> bool:
         """True (counted, logged at most every ``OVERFLOW_LOG_INTERVAL`` s) if a new

@@ -395,12 +395,9 @@ class TrioTcpTransport(TransportCore):
         frames: list[bytes] = []
         while True:
             for payload in frames:
-                try:
-                    msg = decode_message(payload)
-                except RemoteProtocolError:
-                    if self.refused_inbound(payload):
-                        return
-                    raise
+                msg = self.decode_inbound(payload)
+                if msg is None:
+                    return
                 counters["frames_received"] += 1
                 counters["bytes_received"] += len(payload) + 4
                 deliver = self._deliver
