@@ -34,6 +34,8 @@ from raftcore import (
     Respond,
     Role,
     TriggerElection,
+    TriggerHeartbeat,
+    Wakeup,
 )
 from raftcore.adapters.transport.peers import (
     TransportCore,
@@ -117,3 +119,17 @@ def test_acknowledgements_from_the_new_config_alone_do_not_commit() -> None:
     (req,) = requests_to(out, 2)
     recv(e, 2, ack(req))
     assert e.committed == blank
+
+
+def test_a_handler_that_raises_leaves_no_output_for_the_next_call() -> None:
+    e = make_leader()
+
+    def emits_then_raises(ev: object, now: float) -> None:
+        e.emit(Respond("half-built", None))
+        raise RuntimeError("a bug in a handler")
+
+    e._dispatch[TriggerHeartbeat] = emits_then_raises
+    with pytest.raises(RuntimeError):
+        e.handle(TriggerHeartbeat(), 0.0)
+    out = e.handle(Wakeup(), 0.0)  # before the heartbeat deadline: nothing to do
+    assert out == []
