@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftcore tests fuzz bench setup.py
-	$(PY) -m ruff format --check raftcore tests fuzz bench setup.py
+	$(PY) -m ruff check raftcore adapters tests fuzz bench setup.py
+	$(PY) -m ruff format --check raftcore adapters tests fuzz bench setup.py
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

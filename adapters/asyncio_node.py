@@ -1,4 +1,4 @@
-"""The asyncio runtime: a Raft node as a few tasks around ``raftcore.adapters.driver``.
+"""The asyncio runtime: a Raft node as a few tasks around ``raftcore.adapters._driver``.
 
     async with open_node(1, Config(), SqliteLogStore(path), MyStateMachine(),
                          AsyncioTcpTransport(1, "demo", "127.0.0.1:7001", peers)) as node:
@@ -19,9 +19,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from raftcore.adapters.driver import Driver, Watcher, apply_worker, storage_worker
+from raftcore.adapters._driver import Driver, Watcher, apply_worker, storage_worker
+from raftcore.adapters._node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.adapters.errors import ShuttingDown
-from raftcore.adapters.node_api import NodeApi, Submit, Transport, timeout_error
 from raftcore.config import Config
 from raftcore.engine import Rng
 from raftcore.errors import ClientError

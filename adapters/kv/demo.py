@@ -27,31 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
-
-import attrs
+from collections.abc import Sequence
 
 from raftcore.adapters.kv.client import (
     KvClient,
     KvError,
-    NodeAddress,
-    format_cluster,
     wait_for_leader,
 )
-from raftcore.adapters.kv.http import HttpError, join_hostport
 from raftcore.adapters.kv.testing import (
-    HOST,
     CheckFailed,
     LocalCluster,
     describe,
@@ -61,6 +49,7 @@ from raftcore.adapters.kv.testing import (
     wait_status,
     write_keys,
 )
+
 
 async def replace_node(
     cluster: LocalCluster,

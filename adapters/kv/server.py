@@ -55,6 +55,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from raftcore import membership as mc
+from raftcore.adapters._node_api import ReplicationStatus
 from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
 from raftcore.adapters.kv.client import NodeAddress, default_http
 from raftcore.adapters.kv.http import (
@@ -83,9 +85,7 @@ from raftcore.adapters.kv.state_machine import (
     forget_node_address,
     set_node_address,
 )
-from raftcore.adapters.node_api import ReplicationStatus
 from raftcore.adapters.transport.identity import address_of, incarnation_of
-from raftcore import membership as mc
 from raftcore.config import Config
 from raftcore.errors import (
     ClientError,

@@ -10,9 +10,7 @@ Every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -31,7 +29,6 @@ from raftcore.adapters.kv.client import (
     KvError,
     NodeAddress,
     format_cluster,
-    wait_for_leader,
 )
 from raftcore.adapters.kv.http import HttpError, join_hostport
 

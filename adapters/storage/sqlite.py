@@ -38,8 +38,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from raftcore.adapters.storage.identity import new_incarnation
 from raftcore import codec
+from raftcore.adapters.storage.identity import new_incarnation
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, Vote
 from raftcore.membership import Membership

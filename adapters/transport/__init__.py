@@ -17,8 +17,19 @@ counts on trouble), ``set_peer``/``remove_peer`` and ``stats()``. See
 """
 
 from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
-from raftcore.adapters.transport.frames import (DEFAULT_MAX_FRAME, FrameDecoder, FrameError, UnknownNodeError, VersionMismatchError, check_hello, encode_frame,)
-from raftcore.adapters.transport.identity import (HandshakeError, OtherClusterError,)
+from raftcore.adapters.transport.frames import (
+    DEFAULT_MAX_FRAME,
+    FrameDecoder,
+    FrameError,
+    UnknownNodeError,
+    VersionMismatchError,
+    check_hello,
+    encode_frame,
+)
+from raftcore.adapters.transport.identity import (
+    HandshakeError,
+    OtherClusterError,
+)
 from raftcore.adapters.transport.inproc import InProcNetwork, InProcTransport
 
 __all__ = [

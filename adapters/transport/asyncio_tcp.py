@@ -14,16 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
-from raftcore.adapters.transport.frames import (DEFAULT_MAX_FRAME, HELLO_MAX_FRAME, FrameDecoder, describe_error, format_address, parse_address,)
-from raftcore.adapters.transport.identity import (HandshakeError,)
-from raftcore.adapters.transport.peers import (DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SIZE, DEFAULT_STABLE_AFTER, DEFAULT_WRITE_TIMEOUT, PeerLink, PeerQueue, TransportCore, WriteTimeout,)
-from raftcore.adapters.transport.sockets import (bind_listen_socket, set_socket_options,)
-from raftcore.codec import Hello, decode_message
+from raftcore.adapters.transport.frames import (
+    HELLO_MAX_FRAME,
+    FrameDecoder,
+    describe_error,
+    format_address,
+    parse_address,
+)
+from raftcore.adapters.transport.identity import (
+    HandshakeError,
+)
+from raftcore.adapters.transport.peers import (
+    PeerLink,
+    PeerQueue,
+    TcpOptions,
+    TransportCore,
+    WriteTimeout,
+)
+from raftcore.adapters.transport.sockets import (
+    bind_listen_socket,
+    set_socket_options,
+)
+from raftcore.codec import Hello
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
@@ -83,32 +99,9 @@ class AsyncioTcpTransport(TransportCore):
         *,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        queue_bytes: int = DEFAULT_QUEUE_BYTES,
-        backoff: tuple[float, float] = (0.05, 2.0),
-        connect_timeout: float = 5.0,
-        handshake_timeout: float = 5.0,
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-        max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
-        stable_after: float = DEFAULT_STABLE_AFTER,
-        rng: random.Random | None = None,
+        **options: Unpack[TcpOptions],
     ) -> None:
-        super().__init__(
-            node_id,
-            cluster_id,
-            peers,
-            max_frame=max_frame,
-            queue_size=queue_size,
-            queue_bytes=queue_bytes,
-            backoff=backoff,
-            connect_timeout=connect_timeout,
-            handshake_timeout=handshake_timeout,
-            write_timeout=write_timeout,
-            max_pending_handshakes=max_pending_handshakes,
-            stable_after=stable_after,
-            rng=rng,
-        )
+        super().__init__(node_id, cluster_id, peers, **options)
         self._listen = parse_address(listen)
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client

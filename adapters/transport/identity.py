@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from raftcore.adapters.log import NodeLogger
+from raftcore.adapters._log import NodeLogger
 from raftcore.codec import Hello, encode_hello
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId

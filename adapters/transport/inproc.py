@@ -19,9 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from raftcore.adapters.transport.frames import (DEFAULT_MAX_FRAME, UnknownNodeError,)
-from raftcore.adapters.transport.peers import (new_counters, peers_dict, transport_logger,)
+from raftcore.adapters.transport.frames import (
+    DEFAULT_MAX_FRAME,
+    UnknownNodeError,
+)
 from raftcore.adapters.transport.identity import HandshakeError, PeerIdentities
+from raftcore.adapters.transport.peers import (
+    new_counters,
+    peers_dict,
+    transport_logger,
+)
 from raftcore.codec import Hello, decode_message, encode_message
 from raftcore.errors import LocalProtocolError
 from raftcore.ids import NodeId

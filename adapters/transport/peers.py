@@ -12,9 +12,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
-from raftcore.adapters.log import NodeLogger, node_logger
+from raftcore.adapters._log import NodeLogger, node_logger
 from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,
     FrameDecoder,
@@ -33,9 +33,9 @@ from raftcore.adapters.transport.identity import (
 )
 from raftcore.adapters.transport.sockets import describe_peername
 from raftcore.codec import (
-    decode_message,
     EncodeError,
     Hello,
+    decode_message,
     encode_message,
 )
 from raftcore.errors import ConfigError, RemoteProtocolError
@@ -63,18 +63,9 @@ class WriteTimeout(TimeoutError):
     """A write to a peer made no progress within ``write_timeout``: it stopped reading."""
 
 
-
-
-
-
-
-
 def transport_logger(node_id: NodeId) -> NodeLogger:
     """The ``raftcore.transport`` logger, tagged with ``node_id``."""
     return node_logger("raftcore.transport", node_id)
-
-
-
 
 
 class Backoff:
@@ -106,9 +97,6 @@ class Backoff:
         return self._attempt
 
 
-
-
-
 #: Counter names every transport reports (``stats()`` adds gauges to these).
 COUNTERS = (
     "frames_sent",
@@ -134,9 +122,6 @@ COUNTERS = (
 
 def new_counters() -> dict[str, int]:
     return dict.fromkeys(COUNTERS, 0)
-
-
-
 
 
 class PeerQueue:
@@ -174,6 +159,29 @@ class PeerQueue:
         self.frames.clear()
         self.nbytes = 0
         return n
+
+
+class TcpOptions(TypedDict, total=False):
+    """The tuning options every TCP transport takes, as keyword arguments
+    (``TransportCore`` holds their defaults and checks them)."""
+
+    #: Largest payload accepted and sent (``DEFAULT_MAX_FRAME``).
+    max_frame: int
+    #: Bound on the frames waiting for one peer, in count and in bytes.
+    queue_size: int
+    queue_bytes: int
+    #: Back-off between dials: (initial, maximum) seconds, equal jitter.
+    backoff: tuple[float, float]
+    connect_timeout: float
+    handshake_timeout: float
+    #: A write that makes no progress this long cuts the connection.
+    write_timeout: float
+    #: Inbound connections still waiting for their Hello, at most.
+    max_pending_handshakes: int
+    #: How long a connection must stay up to reset the back-off.
+    stable_after: float
+    #: The back-off's randomness (tests pass a seeded one).
+    rng: random.Random | None
 
 
 class TransportCore:

@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from raftcore import membership as mc
+from raftcore.adapters._node_api import ReplicationStatus
 from raftcore.adapters.errors import ShuttingDown, Timeout
 from raftcore.adapters.kv.client import (
     HttpPool,
@@ -47,7 +48,6 @@ from raftcore.adapters.kv.http import (
 )
 from raftcore.adapters.kv.server import KvApi, ServeOptions
 from raftcore.adapters.kv.state_machine import KVStateMachine, Rejected, set_node_address
-from raftcore.adapters.node_api import ReplicationStatus
 from raftcore.entries import normal
 from raftcore.errors import (
     ClientError,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import trio
 
-from raftcore.adapters.log import NodeLogger
+from raftcore.adapters._log import NodeLogger
 from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
 from raftcore.adapters.transport.frames import (
     DEFAULT_MAX_FRAME,

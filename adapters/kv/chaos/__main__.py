@@ -1,4 +1,4 @@
-"""``python -m raftcore.adapters.kv.chaos``: one chaos run; the last stdout line is its JSON verdict.
+"""``python -m raftcore.adapters.kv.chaos``: one run; its JSON verdict is the last stdout line.
 
 Exit status: 0 if every check held, 1 on a violation (safety or liveness),
 2 if the harness itself failed, 130 if interrupted.

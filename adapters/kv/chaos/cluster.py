@@ -19,8 +19,8 @@ from collections.abc import Collection, Sequence
 
 from raftcore.adapters.kv.chaos.journal import Journal
 from raftcore.adapters.kv.chaos.proxy import Blocks, RaftProxy
-from raftcore.adapters.kv.testing import HOST, LocalCluster, free_ports
 from raftcore.adapters.kv.http import join_hostport
+from raftcore.adapters.kv.testing import HOST, LocalCluster, free_ports
 
 
 def runtimes_for(runtime: str, size: int) -> list[str]:

@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable
 
 from raftcore.adapters.kv.chaos.journal import Journal
 from raftcore.adapters.kv.http import split_hostport
-from raftcore.adapters.transport.frames import (HELLO_MAX_FRAME,)
+from raftcore.adapters.transport.frames import (
+    HELLO_MAX_FRAME,
+)
 from raftcore.codec import decode_hello
 
 Pair = tuple[int, int]

@@ -14,9 +14,9 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from raftcore.adapters.driver import Driver, Resolve, as_membership, peers_of
+from raftcore.adapters._driver import Driver, Resolve, as_membership, peers_of
+from raftcore.adapters._log import NodeLogger, node_logger
 from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
-from raftcore.adapters.log import NodeLogger, node_logger
 from raftcore.adapters.storage.identity import new_incarnation
 from raftcore.adapters.transport.identity import (
     RECOVERY_DOC,

@@ -31,8 +31,8 @@ from typing import Any
 
 import attrs
 
+from raftcore.adapters._log import NodeLogger
 from raftcore.adapters.errors import ShuttingDown
-from raftcore.adapters.log import NodeLogger
 from raftcore.adapters.transport.identity import address_of
 from raftcore.commands import AppendLog, Apply, Respond, SaveVote, Send, Stopped, TruncateLog
 from raftcore.config import Config
