@@ -36,7 +36,7 @@ sim: $(STAMP)
 # pure sources stay what `make unit` imports; `unit-compiled` runs the whole
 # suite against it (the conftest reports and checks which build ran).
 COMPILED := build/compiled
-SOURCES  := $(shell find raftcore bench -name '*.py')
+SOURCES  := $(shell find raftcore adapters bench -name '*.py')
 
 compile: $(COMPILED)/.built
 
