@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(MAKE) --no-print-directory compile
 	cd $(COMPILED) && ../../$(PY) -m bench
 	$(PY) -m bench.cluster_bench
+	$(PY) -m bench.stream_bench
 
 # A real 3-process cluster on SQLite: writes, SIGKILL of the leader, failover, catch-up.
 demo: $(STAMP)
