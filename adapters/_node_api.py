@@ -129,8 +129,6 @@ class NodeApi:
         step); returns those metrics, or raises ``Timeout``."""
         raise NotImplementedError
 
-    # -- the public API ------------------------------------------------------------
-
     async def _sleep(self, seconds: float) -> None:
         raise NotImplementedError
 
@@ -191,10 +189,15 @@ class NodeApi:
                         raise Unreachable(n, f"{address!r}: {e}") from None
                     continue
                 if hello.store_cluster and hello.store_cluster != cluster:
+                    why = (
+                        f"this node's cluster is {cluster}"
+                        if cluster
+                        else "not forming a second one (a node that lost its disk rejoins"
+                        f" by being removed and added back: {RECOVERY_DOC})"
+                    )
                     raise ClusterExists(
-                        f"node {n} at {address} already belongs to cluster {hello.store_cluster}:"
-                        " not forming a second one (a node that lost its disk rejoins by being"
-                        f" removed and added back: {RECOVERY_DOC})"
+                        f"node {n} at {address} already belongs to cluster "
+                        f"{hello.store_cluster}: {why}"
                     )
                 found[n] = hello.incarnation
                 del waiting[n]
