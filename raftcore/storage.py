@@ -27,6 +27,7 @@ import attrs
 
 from raftcore.entries import Entry
 from raftcore.ids import LogId, Vote
+from raftcore.membership import Membership
 from raftcore.state import RecoveredState
 
 
@@ -115,3 +116,58 @@ class IdentityStore(Protocol):
     def save_cluster_id(self, cluster_id: str) -> None:
         """Record the cluster the store belongs to; durable when it returns."""
         ...
+
+
+@attrs.frozen
+class SnapshotMeta:
+    """What a snapshot covers: the state machine after applying every entry up
+    to ``last_log_id``, with the membership in effect there and its log id.
+
+    ``snapshot_id`` names one snapshot (a rebuilt snapshot of the same log id
+    gets a new one); ``size`` is its length in bytes.
+    """
+
+    last_log_id: LogId
+    membership: tuple[LogId, Membership] | None
+    snapshot_id: str
+    size: int
+
+
+class SnapshotStore(Protocol):
+    """Durable snapshots, written and read in chunks (docs/design/snapshots.md).
+
+    A snapshot is written in order: ``begin``, ``write_chunk`` at increasing
+    offsets, ``finish``. Only a finished snapshot is ever ``latest``; finishing
+    one is atomic (a crash leaves the previous latest, or the new one, never
+    neither) and makes the older ones go. Unfinished writes do not survive a
+    reopen. Calls block on disk: a runtime runs them in a worker thread.
+    """
+
+    def begin(self, meta: SnapshotMeta) -> None:
+        """Start writing ``meta.snapshot_id`` (an unfinished one of that id starts over)."""
+        ...
+
+    def write_chunk(self, snapshot_id: str, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset``; returns the next offset wanted.
+
+        Idempotent: a chunk already written (a duplicate) changes nothing.
+        A chunk beyond the next offset (a gap) raises ``ValueError``.
+        """
+        ...
+
+    def finish(self, snapshot_id: str) -> SnapshotMeta:
+        """Make the snapshot durable and the latest; ``ValueError`` unless all
+        ``size`` bytes were written."""
+        ...
+
+    def latest(self) -> SnapshotMeta | None: ...
+
+    def read_chunk(self, snapshot_id: str, offset: int, max_len: int) -> bytes:
+        """Up to ``max_len`` bytes of a finished snapshot from ``offset``."""
+        ...
+
+    def discard(self, snapshot_id: str) -> None:
+        """Drop an unfinished snapshot (nothing if none)."""
+        ...
+
+    def close(self) -> None: ...
