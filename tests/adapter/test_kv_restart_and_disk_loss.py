@@ -45,6 +45,17 @@ async def wait_status(
     raise AssertionError(f"timed out waiting for {what}; last status: {last}")
 
 
+async def start_and_write(
+    cluster: LocalCluster, client: KvClient, count: int, prefix: str = "k"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Start every node, wait for a leader, write ``count`` keys; the leader's
+    status and the acknowledged writes."""
+    cluster.start_all()
+    leader = await wait_for_leader(client, timeout=20.0)
+    acked, _ = await write_keys(client, [(f"{prefix}{i}", f"v{i}") for i in range(count)])
+    return leader, acked
+
+
 def run(cluster: LocalCluster, scenario: Any) -> None:
     try:
         asyncio.run(asyncio.wait_for(scenario(), 120.0))
@@ -64,10 +75,8 @@ def test_whole_cluster_stopped_at_once_restarts_and_serves_every_key(
     with LocalCluster(3, runtime=runtime) as cluster:
 
         async def scenario() -> None:
-            cluster.start_all()
             async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
-                await wait_for_leader(client, timeout=20.0)
-                acked, _ = await write_keys(client, [(f"k{i}", f"v{i}") for i in range(40)])
+                _, acked = await start_and_write(cluster, client, 40)
                 for i in cluster.nodes:  # all at once: no node outlives another
                     cluster.nodes[i].proc.send_signal(sig)  # type: ignore[union-attr]
                 for i in cluster.nodes:
@@ -96,10 +105,8 @@ def test_single_voter_cluster_sigkilled_restarts_and_serves(runtime: str) -> Non
     with LocalCluster(1, runtime=runtime) as cluster:
 
         async def scenario() -> None:
-            cluster.start_all()
             async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
-                await wait_for_leader(client, timeout=20.0)
-                acked, _ = await write_keys(client, [(f"k{i}", f"v{i}") for i in range(20)])
+                _, acked = await start_and_write(cluster, client, 20)
                 cluster.kill(1)
                 cluster.start(1)
                 await wait_for_leader(client, timeout=20.0)
@@ -115,10 +122,8 @@ def test_whole_cluster_sigkilled_after_a_membership_change_restarts_and_serves(
     with LocalCluster(3, runtime=runtime) as cluster:
 
         async def scenario() -> None:
-            cluster.start_all()
             async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
-                await wait_for_leader(client, timeout=20.0)
-                acked, _ = await write_keys(client, [(f"a{i}", f"v{i}") for i in range(20)])
+                _, acked = await start_and_write(cluster, client, 20, "a")
                 new = cluster.add_node()
                 cluster.start(new.node_id)
                 client.add_addresses([new.address.http])
@@ -161,10 +166,8 @@ def test_a_wiped_voter_is_refused_shown_lost_and_recovered_with_the_cli(runtime:
     with LocalCluster(3, runtime=runtime) as cluster:
 
         async def scenario() -> None:
-            cluster.start_all()
             async with cluster.client(deadline=15.0, request_timeout=2.0) as client:
-                leader = await wait_for_leader(client, timeout=20.0)
-                acked, _ = await write_keys(client, [(f"k{i}", f"v{i}") for i in range(30)])
+                leader, acked = await start_and_write(cluster, client, 30)
                 victim = next(i for i in cluster.nodes if i != leader["node_id"])
                 leader_http = cluster.nodes[leader["node_id"]].address.http
                 vnode = cluster.nodes[victim]
