@@ -14,8 +14,12 @@ Command streams, as the engine contract requires:
   ``IoFlushed`` for the batch's last io id (group commit);
 - ``Send`` goes to the transport at once (the engine holds back any message
   that depends on an unflushed write);
-- ``Apply`` entries queue up in order for one apply worker, which reports
-  ``Applied``;
+- ``PurgeLog`` goes with the storage commands, in order;
+- ``Apply`` entries and the snapshot commands (``BuildSnapshot``,
+  ``WriteSnapshotChunk``, ``InstallSnapshot``) queue up in order for one
+  state-machine worker, which reports ``Applied``, ``SnapshotBuilt`` and
+  ``SnapshotInstalled`` (``execute_state_machine``);
+- ``SendSnapshotChunk`` reads the chunk from the snapshot store and sends it;
 - ``Respond`` resolves the waiter registered for the request id.
 
 Client writes that arrive together are fed to the engine as one
@@ -25,6 +29,7 @@ Client writes that arrive together are fed to the engine as one
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -34,12 +39,26 @@ import attrs
 from raftcore.adapters._log import NodeLogger
 from raftcore.adapters.errors import ShuttingDown
 from raftcore.adapters.transport.identity import address_of
-from raftcore.commands import AppendLog, Apply, Respond, SaveVote, Send, Stopped, TruncateLog
+from raftcore.commands import (
+    AppendLog,
+    Apply,
+    BuildSnapshot,
+    InstallSnapshot,
+    PurgeLog,
+    Respond,
+    SaveVote,
+    Send,
+    SendSnapshotChunk,
+    Stopped,
+    TruncateLog,
+    WriteSnapshotChunk,
+)
 from raftcore.config import Config
 from raftcore.engine import Engine, Rng
 from raftcore.entries import Entry
 from raftcore.errors import (
     ClientError,
+    ConfigError,
     LocalProtocolError,
     NodeStopped,
     NotLeader,
@@ -53,18 +72,23 @@ from raftcore.events import (
     Event,
     IoFlushed,
     MessageReceived,
+    SnapshotBuilt,
+    SnapshotInstalled,
     StorageFailed,
     Wakeup,
 )
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.messages import Message
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Metrics
-from raftcore.storage import LogStore, StateMachine, StoreIdentity
+from raftcore.storage import LogStore, SnapshotStore, StateMachine, StoreIdentity
 
 #: Called with ``(result, None)`` or ``(None, error)`` once a request is answered.
 Resolve = Callable[[Any, ClientError | None], None]
-StorageCommand = SaveVote | AppendLog | TruncateLog
+StorageCommand = SaveVote | AppendLog | TruncateLog | PurgeLog
+#: What the state-machine worker runs, in order.
+StateMachineWork = Entry | BuildSnapshot | WriteSnapshotChunk | InstallSnapshot
 
 
 def peers_of(m: Membership, me: NodeId) -> dict[NodeId, Any]:
@@ -100,8 +124,10 @@ def execute_storage(
             pending = []
         if isinstance(cmd, SaveVote):
             store.save_vote(cmd.vote)
-        else:
+        elif isinstance(cmd, TruncateLog):
             store.truncate(cmd.since)
+        else:
+            store.purge(cmd.upto)
     if pending:
         store.append(pending)
     if committed is not None:
@@ -114,6 +140,65 @@ def execute_apply(state_machine: StateMachine, entries: Sequence[Entry]) -> Appl
     """Apply entries in order; runs wherever the state machine may run."""
     results = state_machine.apply(entries)
     return Applied(entries[-1].log_id, tuple(results))
+
+
+def execute_state_machine(
+    state_machine: StateMachine,
+    snapshots: SnapshotStore | None,
+    work: Sequence[StateMachineWork],
+    chunk_size: int,
+) -> list[Event]:
+    """Run the state-machine stream in order; returns the events to report.
+
+    Consecutive entries go to one ``apply`` call. Runs wherever the state
+    machine may run (a worker thread when it, or the snapshot store, blocks).
+    """
+    events: list[Event] = []
+    entries: list[Entry] = []
+    for item in work:
+        if isinstance(item, Entry):
+            entries.append(item)
+            continue
+        if entries:
+            events.append(execute_apply(state_machine, entries))
+            entries = []
+        if snapshots is None:
+            raise ConfigError(
+                "snapshot_store",
+                "this node has none, so it cannot take the leader's snapshot: "
+                "give every node a snapshot store",
+            )
+        if isinstance(item, BuildSnapshot):
+            data = state_machine.snapshot()
+            meta = SnapshotMeta(item.last_log_id, item.membership, uuid.uuid4().hex, len(data))
+            snapshots.begin(meta)
+            for offset in range(0, len(data), chunk_size):
+                snapshots.write_chunk(meta.snapshot_id, offset, data[offset : offset + chunk_size])
+            events.append(SnapshotBuilt(snapshots.finish(meta.snapshot_id)))
+        elif isinstance(item, WriteSnapshotChunk):
+            if item.offset == 0:
+                snapshots.begin(item.meta)
+            snapshots.write_chunk(item.meta.snapshot_id, item.offset, item.data)
+        else:
+            meta = snapshots.finish(item.meta.snapshot_id)
+            state_machine.restore(read_snapshot(snapshots, meta, chunk_size), meta.last_log_id)
+            events.append(SnapshotInstalled(item.meta))
+    if entries:
+        events.append(execute_apply(state_machine, entries))
+    return events
+
+
+def read_snapshot(snapshots: SnapshotStore, meta: SnapshotMeta, chunk_size: int) -> bytes:
+    """The whole of a finished snapshot."""
+    parts = []
+    offset = 0
+    while offset < meta.size:
+        chunk = snapshots.read_chunk(meta.snapshot_id, offset, chunk_size)
+        if not chunk:
+            raise ValueError(f"snapshot {meta.snapshot_id} ends at {offset} of {meta.size} bytes")
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
 
 
 @attrs.define
@@ -149,8 +234,25 @@ class Driver:
         now: float,
         log: NodeLogger,
         on_membership: Callable[[LogId, Membership], None] | None = None,
+        snapshot_store: SnapshotStore | None = None,
     ) -> None:
-        recovered = attrs.evolve(log_store.load(), applied=state_machine.applied())
+        if snapshot_store is None:
+            # No snapshot store: no snapshots, and the log is never purged.
+            config = attrs.evolve(config, snapshot_every=None)
+        elif not (
+            callable(getattr(state_machine, "snapshot", None))
+            and callable(getattr(state_machine, "restore", None))
+        ):
+            raise ConfigError(
+                "state_machine",
+                f"{type(state_machine).__name__} has no snapshot() and restore(): "
+                "it cannot be used with a snapshot store",
+            )
+        self.snapshot_store = snapshot_store
+        self.config = config
+        recovered = attrs.evolve(
+            log_store.load(), **self._recover_snapshot(state_machine, snapshot_store, log)
+        )
         self.engine = Engine(node_id, config, recovered, rng, now=now)
         self.node_id = node_id
         self.log_store = log_store
@@ -159,13 +261,15 @@ class Driver:
         self.log = log
         self.inbox: deque[Event] = deque()
         self.storage_queue: list[StorageCommand] = []
-        self.apply_queue: list[Entry] = []
+        self.apply_queue: list[StateMachineWork] = []
         self.waiters: dict[int, Resolve] = {}
         self.watchers: list[Watcher] = []
         self.stats = DriverStats()
         #: Run the store's / state machine's calls in a worker thread?
         self.offload_storage: bool = getattr(log_store, "blocking", True)
-        self.offload_apply: bool = getattr(state_machine, "blocking", False)
+        self.offload_apply: bool = getattr(state_machine, "blocking", False) or (
+            snapshot_store is not None and getattr(snapshot_store, "blocking", True)
+        )
         #: The runtime's own figures for ``metrics().extra`` (the transport's).
         self.metrics_extra: Callable[[], dict[str, Any]] = dict
         #: Called with the effective membership and its log id when it changes
@@ -188,6 +292,23 @@ class Driver:
         # arms the election timer from its ``next_deadline``. (A runtime that
         # waited for a first wake-up never elected after a whole-cluster restart.)
         self.inbox.append(Wakeup())
+
+    @staticmethod
+    def _recover_snapshot(
+        state_machine: StateMachine, snapshots: SnapshotStore | None, log: NodeLogger
+    ) -> dict[str, Any]:
+        """Start the state machine from the latest snapshot if it is behind it."""
+        applied = state_machine.applied()
+        latest = snapshots.latest() if snapshots is not None else None
+        if latest is None:
+            return {"applied": applied}
+        assert snapshots is not None
+        if applied.index < latest.last_log_id.index:
+            data = read_snapshot(snapshots, latest, 1 << 20)
+            state_machine.restore(data, latest.last_log_id)
+            applied = latest.last_log_id
+            log.info("state machine restored from snapshot %s", latest.last_log_id)
+        return {"applied": applied, "snapshot": latest}
 
     # -- requests ----------------------------------------------------------------
 
@@ -269,7 +390,7 @@ class Driver:
                     self.storage_done(io_id)
             if apply and self.apply_queue:
                 try:
-                    self.apply_done(execute_apply(self.state_machine, self.take_apply()))
+                    self.apply_done(self.execute_apply(self.take_apply()))
                 except Exception as e:
                     self.apply_failed(e)
             self.run(now)
@@ -316,6 +437,10 @@ class Driver:
                 self.storage_queue.append(cmd)
             elif isinstance(cmd, Apply):
                 self.apply_queue.extend(cmd.entries)
+            elif isinstance(cmd, BuildSnapshot | WriteSnapshotChunk | InstallSnapshot):
+                self.apply_queue.append(cmd)
+            elif isinstance(cmd, SendSnapshotChunk):
+                self._send_chunk(cmd)
             elif isinstance(cmd, Respond):
                 resolve = self.waiters.pop(cmd.request_id, None)  # type: ignore[call-overload]
                 if resolve is not None:
@@ -328,6 +453,19 @@ class Driver:
                 self.stopped = cmd.reason
                 self.log.error("engine stopped: %s", cmd.reason)
                 self.fail_all(NodeStopped(cmd.reason))
+
+    def _send_chunk(self, cmd: SendSnapshotChunk) -> None:
+        """Read a snapshot chunk (small, from one file) and send it."""
+        store = self.snapshot_store
+        m = cmd.message
+        assert store is not None
+        try:
+            data = store.read_chunk(m.meta.snapshot_id, m.offset, cmd.length)
+        except (OSError, KeyError, ValueError) as e:
+            # A newer snapshot replaced it: the engine sends that one instead.
+            self.log.debug("snapshot chunk not sent: %r", e)
+            return
+        self._send(cmd.to, m._replace(data=data))
 
     # -- IO hand-off ---------------------------------------------------------------
 
@@ -383,16 +521,23 @@ class Driver:
             self.log.warning("could not save the commit hint on close: %r", e)
         finally:
             self.log_store.close()
+            if self.snapshot_store is not None:
+                self.snapshot_store.close()
 
-    def take_apply(self) -> list[Entry]:
-        entries, self.apply_queue = self.apply_queue, []
-        if entries:
+    def take_apply(self) -> list[StateMachineWork]:
+        work, self.apply_queue = self.apply_queue, []
+        if work:
             self.stats.apply_batches += 1
-            self.stats.entries_applied += len(entries)
-        return entries
+            self.stats.entries_applied += len(work)
+        return work
 
-    def apply_done(self, applied: Applied) -> None:
-        self.inbox.append(applied)
+    def execute_apply(self, work: Sequence[StateMachineWork]) -> list[Event]:
+        """``execute_state_machine`` for this node (a worker-thread call)."""
+        chunk = self.config.snapshot_chunk_size
+        return execute_state_machine(self.state_machine, self.snapshot_store, work, chunk)
+
+    def apply_done(self, events: list[Event]) -> None:
+        self.inbox.extend(events)
 
     # -- observation -----------------------------------------------------------------
 
@@ -474,14 +619,14 @@ async def apply_worker(
     """Hand committed entries to the state machine in order (see ``storage_worker``)."""
     while d.stopped is None:
         await wait()
-        entries = d.take_apply()
-        if not entries:
+        work = d.take_apply()
+        if not work:
             continue
         try:
             if d.offload_apply:
-                applied = await offload(execute_apply, d.state_machine, entries)
+                applied = await offload(d.execute_apply, work)
             else:
-                applied = execute_apply(d.state_machine, entries)
+                applied = d.execute_apply(work)
         except Exception as e:
             d.apply_failed(e)
             wake()

@@ -33,12 +33,19 @@ from raftcore.codec import Hello, check_data
 from raftcore.config import Config
 from raftcore.engine import Rng
 from raftcore.errors import LocalProtocolError
-from raftcore.events import Event, Initialize, TriggerElection, TriggerHeartbeat
+from raftcore.events import (
+    Event,
+    Initialize,
+    TriggerElection,
+    TriggerHeartbeat,
+    TriggerPurge,
+    TriggerSnapshot,
+)
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import AddLearners, Change, Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
-from raftcore.storage import LogStore, StateMachine
+from raftcore.storage import LogStore, SnapshotStore, StateMachine
 
 T = TypeVar("T")
 
@@ -98,11 +105,13 @@ class NodeApi:
         state_machine: StateMachine,
         transport: Transport,
         rng: Rng | None,
+        snapshot_store: SnapshotStore | None = None,
     ) -> None:
         self.node_id = node_id
         self.config = config
         self.log_store = log_store
         self.state_machine = state_machine
+        self.snapshot_store = snapshot_store
         self.transport = transport
         self.log = node_logger("raftcore.node", node_id)
         self._rng: Rng = rng if rng is not None else random.Random()
@@ -289,6 +298,31 @@ class NodeApi:
 
     async def trigger_heartbeat(self) -> None:
         self._step_now(TriggerHeartbeat())
+
+    async def trigger_snapshot(self, *, timeout: float = 60.0) -> LogId | None:
+        """Snapshot what is applied now; returns the snapshot's last log id
+        once it is durable (``None``: nothing applied yet). If a snapshot is
+        being built already, waits for that one instead."""
+        d = self._live()
+        if d.snapshot_store is None:
+            raise LocalProtocolError("this node has no snapshot store: pass snapshot_store=...")
+        self._step_now(TriggerSnapshot())
+        eng = d.engine
+        target = eng.building or (eng.snapshot.last_log_id if eng.snapshot else None)
+        if target is None:
+            return None
+        m = await self.wait_for(
+            lambda m: m.snapshot is not None and m.snapshot.index >= target.index,
+            timeout=timeout,
+        )
+        return m.snapshot
+
+    async def purge_log(self, upto: int) -> LogId:
+        """Purge the log up to index ``upto`` now (at most up to the latest
+        snapshot; a leader keeps what followers close behind still need).
+        Returns the last purged log id."""
+        self._step_now(TriggerPurge(upto))
+        return self.metrics().last_purged
 
     def metrics(self) -> Metrics:
         return self._live().metrics()

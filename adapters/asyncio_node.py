@@ -28,7 +28,7 @@ from raftcore.errors import ClientError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
 from raftcore.state import Metrics
-from raftcore.storage import LogStore, StateMachine
+from raftcore.storage import LogStore, SnapshotStore, StateMachine
 
 T = TypeVar("T")
 
@@ -66,8 +66,9 @@ class AsyncioNode(NodeApi):
         transport: AsyncioTransport,
         *,
         rng: Rng | None = None,
+        snapshot_store: SnapshotStore | None = None,
     ) -> None:
-        super().__init__(node_id, config, log_store, state_machine, transport, rng)
+        super().__init__(node_id, config, log_store, state_machine, transport, rng, snapshot_store)
         self._tasks: list[asyncio.Task[None]] = []
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"raft-node-{node_id}")
         self._timer: asyncio.TimerHandle | None = None
@@ -101,6 +102,7 @@ class AsyncioNode(NodeApi):
             self._loop.time(),
             self.log,
             self._sync_peers,
+            self.snapshot_store,
         )
         self._attach(d)
         await self.transport.start(self._deliver)

@@ -32,7 +32,7 @@ from raftcore.errors import ClientError
 from raftcore.ids import NodeId
 from raftcore.messages import Message
 from raftcore.state import Metrics
-from raftcore.storage import LogStore, StateMachine
+from raftcore.storage import LogStore, SnapshotStore, StateMachine
 
 T = TypeVar("T")
 
@@ -93,8 +93,9 @@ class TrioNode(NodeApi):
         transport: TrioTransport,
         *,
         rng: Rng | None = None,
+        snapshot_store: SnapshotStore | None = None,
     ) -> None:
-        super().__init__(node_id, config, log_store, state_machine, transport, rng)
+        super().__init__(node_id, config, log_store, state_machine, transport, rng, snapshot_store)
         self._limiter = trio.CapacityLimiter(1)
         self._wake = _Signal()
         self._storage_wake = _Signal()
@@ -118,6 +119,7 @@ class TrioNode(NodeApi):
             trio.current_time(),
             self.log,
             self._sync_peers,
+            self.snapshot_store,
         )
         self._attach(d)
         wake = self._wake.set
@@ -233,13 +235,16 @@ async def open_node(
     transport: TrioTransport,
     *,
     rng: Rng | None = None,
+    snapshot_store: SnapshotStore | None = None,
 ) -> AsyncIterator[TrioNode]:
     """Run a node for the body of the ``async with``.
 
     An exception from the body (or from starting the node) propagates as
     itself, not wrapped in an exception group.
     """
-    node = TrioNode(node_id, config, log_store, state_machine, transport, rng=rng)
+    node = TrioNode(
+        node_id, config, log_store, state_machine, transport, rng=rng, snapshot_store=snapshot_store
+    )
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node._serve)

@@ -50,6 +50,12 @@ class CountingStateMachine:
     def applied(self) -> LogId:
         return ZERO_LOG_ID
 
+    def snapshot(self) -> bytes:
+        return self.count.to_bytes(8, "big")
+
+    def restore(self, data: bytes, last_log_id: LogId) -> None:
+        self.count = int.from_bytes(data, "big")
+
 
 def _parse_addrs(text: str) -> dict[NodeId, str]:
     return {int(k): v for k, v in (part.split("=", 1) for part in text.split(","))}

@@ -2,12 +2,15 @@
 
 A hypothesis ``RuleBasedStateMachine`` drives a ``SimControl`` cluster of
 three voters and two spare nodes (ids 1-5): membership changes of every kind
-(ids from that pool), writes and reads, crashes keeping any prefix of the
-unflushed writes, restarts, partitions, message delivery out of order, loss
-and duplication, forced elections and the passing of virtual time. Every
-choice comes from hypothesis (the simulator's own randomness is only each
-engine's election timeouts, from a seed hypothesis also draws), so a failure
-shrinks to a minimal schedule and replays from the example database.
+(ids from that pool), writes and reads, snapshots and log purges (by
+policy and on demand, so lagging, restarted and newly added nodes catch up
+through snapshot transfers), crashes keeping any prefix of the unflushed
+writes (in the middle of snapshot builds and installs too), restarts,
+partitions, message delivery out of order, loss and duplication, forced
+elections and the passing of virtual time. Every choice comes from
+hypothesis (the simulator's own randomness is only each engine's election
+timeouts, from a seed hypothesis also draws), so a failure shrinks to a
+minimal schedule and replays from the example database.
 
 After every step it checks every simulator invariant, including the
 membership ones: at most one uncommitted membership change in any log,
@@ -104,8 +107,20 @@ class MembershipMachine(RuleBasedStateMachine):
         pre_vote=st.booleans(),
         check_quorum=st.booleans(),
         seed=st.integers(0, 3),
+        snapshot_every=st.sampled_from([0, 2, 5, 20]),
+        purge_keep=st.sampled_from([0, 1, 4]),
+        chunk=st.sampled_from([2, 16, 4096]),
     )
-    def start(self, mode: LeaderIdMode, pre_vote: bool, check_quorum: bool, seed: int) -> None:
+    def start(
+        self,
+        mode: LeaderIdMode,
+        pre_vote: bool,
+        check_quorum: bool,
+        seed: int,
+        snapshot_every: int,
+        purge_keep: int,
+        chunk: int,
+    ) -> None:
         self.c = SimControl(
             nodes=3,
             spares=2,
@@ -115,6 +130,9 @@ class MembershipMachine(RuleBasedStateMachine):
             check_quorum=check_quorum,
             max_entries_per_append=3,
             engine=type(self).engine,
+            snapshot_every=snapshot_every,
+            purge_keep=purge_keep,
+            snapshot_chunk_size=chunk,
         )
         self.c.start()
         # Every example starts from a working cluster (a leader, its blank
@@ -161,6 +179,16 @@ class MembershipMachine(RuleBasedStateMachine):
     @rule(node=nodes)
     def restart(self, node: NodeId) -> None:
         self.c.restart(node)
+
+    @rule(node=nodes)
+    def snapshot(self, node: NodeId) -> None:
+        self.c.trigger_snapshot(node)
+
+    @rule(node=nodes, back=st.integers(0, 3))
+    def purge(self, node: NodeId, back: int) -> None:
+        eng = self.c.engine(node)
+        if eng is not None:
+            self.c.trigger_purge(node, eng.committed.index - back)
 
     @rule(node=nodes)
     def trigger_election(self, node: NodeId) -> None:
@@ -237,6 +265,8 @@ class MembershipMachine(RuleBasedStateMachine):
         if c is not None:
             done = len(c.committed_memberships) - 1  # the initial one
             event(f"membership entries committed: {min(done, 5)}{'+' if done >= 5 else ''}")
+            installs = c.sim.harness.snapshot_stats["snapshots_installed"]
+            event(f"snapshots installed: {min(installs, 3)}{'+' if installs >= 3 else ''}")
             lin = c.check_history()
             assert not lin, "\n".join(str(v) for v in lin)
 

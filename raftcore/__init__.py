@@ -7,12 +7,17 @@ now)``, execute the commands it returns, and wake it at ``next_deadline``.
 from raftcore.commands import (
     AppendLog,
     Apply,
+    BuildSnapshot,
     Command,
+    InstallSnapshot,
+    PurgeLog,
     Respond,
     SaveVote,
     Send,
+    SendSnapshotChunk,
     Stopped,
     TruncateLog,
+    WriteSnapshotChunk,
 )
 from raftcore.config import Config
 from raftcore.engine import Engine, Rng
@@ -40,9 +45,13 @@ from raftcore.events import (
     Initialize,
     IoFlushed,
     MessageReceived,
+    SnapshotBuilt,
+    SnapshotInstalled,
     StorageFailed,
     TriggerElection,
     TriggerHeartbeat,
+    TriggerPurge,
+    TriggerSnapshot,
     Wakeup,
 )
 from raftcore.ids import (
@@ -64,8 +73,17 @@ from raftcore.membership import (
     SetQuorum,
     UpdateNodes,
 )
-from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
+from raftcore.messages import (
+    AppendRequest,
+    AppendResponse,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
+    Message,
+    VoteRequest,
+    VoteResponse,
+)
 from raftcore.quorum import Flexible, Hierarchical, Joint, Majority, QuorumSet
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Metrics, RecoveredState, Role
 
 __all__ = [
@@ -78,6 +96,7 @@ __all__ = [
     "AppendResponse",
     "Applied",
     "Apply",
+    "BuildSnapshot",
     "Change",
     "ChangeMembership",
     "ClientError",
@@ -93,6 +112,9 @@ __all__ = [
     "Flexible",
     "Hierarchical",
     "Initialize",
+    "InstallSnapshot",
+    "InstallSnapshotRequest",
+    "InstallSnapshotResponse",
     "InvalidMembershipChange",
     "IoFlushed",
     "Joint",
@@ -111,6 +133,7 @@ __all__ = [
     "NodeStopped",
     "NotInitialized",
     "NotLeader",
+    "PurgeLog",
     "QuorumSet",
     "RaftError",
     "RecoveredState",
@@ -123,16 +146,23 @@ __all__ = [
     "Role",
     "SaveVote",
     "Send",
+    "SendSnapshotChunk",
     "SetQuorum",
+    "SnapshotBuilt",
+    "SnapshotInstalled",
+    "SnapshotMeta",
     "Stopped",
     "StorageFailed",
     "TriggerElection",
     "TriggerHeartbeat",
+    "TriggerPurge",
+    "TriggerSnapshot",
     "TruncateLog",
     "UpdateNodes",
     "Vote",
     "VoteRequest",
     "VoteResponse",
     "Wakeup",
+    "WriteSnapshotChunk",
 ]
 __version__ = "0.1.0"

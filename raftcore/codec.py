@@ -8,6 +8,12 @@ array of five items per entry: every CBOR container costs far more to encode
 and decode than a scalar, and this is the replication hot path. The layouts,
 the validation rules and the error contract are in ``docs/codec.md``.
 
+The peer messages are ``VoteRequest``, ``VoteResponse``, ``AppendRequest``,
+``AppendResponse``, ``InstallSnapshotRequest`` (one chunk of a snapshot: its
+``SnapshotMeta`` flattened in place, the chunk as CBOR bytes) and
+``InstallSnapshotResponse``. A ``SnapshotMeta`` is also a record of its own
+(``encode_snapshot_meta``), e.g. for a snapshot file's header.
+
 Decoding validates strictly and raises only ``CodecError`` (a
 ``RemoteProtocolError``): the bytes came from a peer or from disk, and
 whatever they are, they can neither crash the node nor reach the engine
@@ -29,17 +35,30 @@ from raftcore.entries import Entry, EntryKind
 from raftcore.errors import LocalProtocolError, RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, Vote
 from raftcore.membership import Membership
-from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
+from raftcore.messages import (
+    AppendRequest,
+    AppendResponse,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
+    Message,
+    VoteRequest,
+    VoteResponse,
+)
+from raftcore.snapshots import SnapshotMeta
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_DATA_DEPTH",
+    "MAX_SNAPSHOT_ID_LEN",
     "TAG_APPEND_REQUEST",
     "TAG_APPEND_RESPONSE",
     "TAG_ENTRY",
     "TAG_HELLO",
+    "TAG_INSTALL_SNAPSHOT_REQUEST",
+    "TAG_INSTALL_SNAPSHOT_RESPONSE",
     "TAG_LOG_ID",
     "TAG_MEMBERSHIP",
+    "TAG_SNAPSHOT_META",
     "TAG_VOTE",
     "TAG_VOTE_REQUEST",
     "TAG_VOTE_RESPONSE",
@@ -52,12 +71,14 @@ __all__ = [
     "decode_log_id",
     "decode_membership",
     "decode_message",
+    "decode_snapshot_meta",
     "decode_vote",
     "encode_entry",
     "encode_hello",
     "encode_log_id",
     "encode_membership",
     "encode_message",
+    "encode_snapshot_meta",
     "encode_vote",
 ]
 
@@ -67,6 +88,9 @@ FORMAT_VERSION: int = 1
 #: The deepest nesting of arrays/maps allowed in application data (entry
 #: payloads, node info), counting the value's own container as one.
 MAX_DATA_DEPTH = 64
+
+#: The longest ``SnapshotMeta.snapshot_id`` (in characters); ids are never empty.
+MAX_SNAPSHOT_ID_LEN = 128
 
 # Room for the record's own arrays (message, entries, membership, nodes).
 _MAX_CBOR_DEPTH = MAX_DATA_DEPTH + 8
@@ -82,6 +106,9 @@ TAG_VOTE = 6
 TAG_LOG_ID = 7
 TAG_MEMBERSHIP = 8
 TAG_HELLO = 9
+TAG_INSTALL_SNAPSHOT_REQUEST = 10
+TAG_INSTALL_SNAPSHOT_RESPONSE = 11
+TAG_SNAPSHOT_META = 12
 
 _RECORD_NAMES = {
     TAG_VOTE_REQUEST: "VoteRequest",
@@ -93,6 +120,9 @@ _RECORD_NAMES = {
     TAG_LOG_ID: "LogId",
     TAG_MEMBERSHIP: "Membership",
     TAG_HELLO: "Hello",
+    TAG_INSTALL_SNAPSHOT_REQUEST: "InstallSnapshotRequest",
+    TAG_INSTALL_SNAPSHOT_RESPONSE: "InstallSnapshotResponse",
+    TAG_SNAPSHOT_META: "SnapshotMeta",
 }
 
 _BLANK = EntryKind.BLANK
@@ -373,6 +403,76 @@ def _membership_in(v: Any) -> Membership:
 
 
 # ---------------------------------------------------------------------------
+# Snapshot meta: six items in place, ``term, node_id, index, membership,
+# snapshot_id, size`` (the last log id flattened); ``membership`` is null or
+# the stored form without its version and tag,
+# ``[term, node_id, index, configs, nodes]`` (``, quorums`` when any is set).
+# Not the hot path: one per snapshot chunk, next to the chunk's bytes.
+
+
+def _snapshot_id(x: Any, field: str) -> None:
+    if type(x) is not str:
+        raise _Bad(f"expected str, got {_show(x)}", field)
+    if not x or len(x) > MAX_SNAPSHOT_ID_LEN:
+        raise _Bad(f"expected 1 to {MAX_SNAPSHOT_ID_LEN} characters, got {len(x)}", field)
+
+
+def _chunk(x: Any, field: str) -> None:
+    if type(x) is not bytes:
+        raise _Bad(f"expected bytes, got {_show(x)}", field)
+
+
+def _meta_out(meta: Any) -> tuple[Any, ...]:
+    """A ``SnapshotMeta`` as its six items; ``_Bad`` names what cannot be encoded."""
+    if type(meta) is not SnapshotMeta:
+        raise _Bad(f"expected SnapshotMeta, got {_show(meta)}")
+    lid = meta.last_log_id
+    if type(lid) is not LogId:
+        raise _Bad(f"expected LogId, got {_show(lid)}", "last_log_id")
+    t, n, i = lid
+    _log_id_ok(t, n, i, "last_log_id")
+    sm = meta.membership
+    membership: list[Any] | None = None
+    if sm is not None:
+        if type(sm) is not tuple or len(sm) != 2:
+            raise _Bad(f"expected (LogId, Membership) or None, got {_show(sm)}", "membership")
+        mid, m = sm
+        if type(mid) is not LogId:
+            raise _Bad(f"expected LogId, got {_show(mid)}", "membership.log_id")
+        mt, mn, mi = mid
+        _log_id_ok(mt, mn, mi, "membership.log_id")
+        try:
+            membership = [mt, mn, mi, *_membership_out(m)]
+        except _Bad as b:
+            raise b.at("membership") from None
+    _snapshot_id(meta.snapshot_id, "snapshot_id")
+    _uint(meta.size, "size")
+    return (t, n, i, membership, meta.snapshot_id, meta.size)
+
+
+def _meta_in(t: Any, n: Any, i: Any, sm: Any, snapshot_id: Any, size: Any) -> SnapshotMeta:
+    """A ``SnapshotMeta`` from its six items; ``_Bad`` names what is wrong."""
+    _log_id_ok(t, n, i, "last_log_id")
+    membership: tuple[LogId, Membership] | None = None
+    if sm is not None:
+        if type(sm) is not list or len(sm) not in (5, 6):
+            raise _Bad(
+                "expected null or [term, node_id, index, configs, nodes(, quorums)], "
+                f"got {_show(sm)}",
+                "membership",
+            )
+        mt, mn, mi = sm[:3]
+        _log_id_ok(mt, mn, mi, "membership.log_id")
+        try:
+            membership = (_new(LogId, (mt, mn, mi)), _membership_in(sm[3:]))
+        except _Bad as b:
+            raise b.at("membership") from None
+    _snapshot_id(snapshot_id, "snapshot_id")
+    _uint(size, "size")
+    return SnapshotMeta(_new(LogId, (t, n, i)), membership, snapshot_id, size)
+
+
+# ---------------------------------------------------------------------------
 # Entries: a flat array [term, node_id, index, kind, data, term, ...].
 #
 # The loops handle the common entries inline (valid log id, NORMAL with
@@ -579,17 +679,76 @@ def _append_response_out(m: AppendResponse) -> list[Any]:
     ]
 
 
+def _install_snapshot_request_out(m: InstallSnapshotRequest) -> list[Any]:
+    (vt, vn, vc), meta, offset, data, seq, sent_at = m
+    _vote_ok(vt, vn, vc, "vote")
+    try:
+        lt, ln, li, membership, snapshot_id, size = _meta_out(meta)
+    except _Bad as b:
+        raise b.at("meta") from None
+    _uint(offset, "offset")
+    _chunk(data, "data")
+    _uint(seq, "seq")
+    _time(sent_at, "sent_at")
+    return [
+        FORMAT_VERSION,
+        TAG_INSTALL_SNAPSHOT_REQUEST,
+        vt,
+        vn,
+        vc,
+        lt,
+        ln,
+        li,
+        membership,
+        snapshot_id,
+        size,
+        offset,
+        data,
+        seq,
+        sent_at,
+    ]
+
+
+def _install_snapshot_response_out(m: InstallSnapshotResponse) -> list[Any]:
+    (vt, vn, vc), snapshot_id, next_offset, done, (mt, mn, mi), seq, sent_at = m
+    _vote_ok(vt, vn, vc, "vote")
+    _snapshot_id(snapshot_id, "snapshot_id")
+    _uint(next_offset, "next_offset")
+    _bool(done, "done")
+    _log_id_ok(mt, mn, mi, "matching")
+    _uint(seq, "seq")
+    _time(sent_at, "sent_at")
+    return [
+        FORMAT_VERSION,
+        TAG_INSTALL_SNAPSHOT_RESPONSE,
+        vt,
+        vn,
+        vc,
+        snapshot_id,
+        next_offset,
+        done,
+        mt,
+        mn,
+        mi,
+        seq,
+        sent_at,
+    ]
+
+
 _MESSAGE_OUT: dict[type, tuple[str, Callable[[Any], list[Any]]]] = {
     VoteRequest: ("VoteRequest", _vote_request_out),
     VoteResponse: ("VoteResponse", _vote_response_out),
     AppendRequest: ("AppendRequest", _append_request_out),
     AppendResponse: ("AppendResponse", _append_response_out),
+    InstallSnapshotRequest: ("InstallSnapshotRequest", _install_snapshot_request_out),
+    InstallSnapshotResponse: ("InstallSnapshotResponse", _install_snapshot_response_out),
 }
 
 
 def encode_message(msg: Message) -> bytes:
-    """Encode a peer message (``VoteRequest``, ``VoteResponse``, ``AppendRequest``
-    or ``AppendResponse``); ``EncodeError`` if it cannot be represented."""
+    """Encode a peer message (``VoteRequest``, ``VoteResponse``, ``AppendRequest``,
+    ``AppendResponse``, ``InstallSnapshotRequest`` or ``InstallSnapshotResponse``);
+    ``EncodeError`` if it cannot be represented."""
     found = _MESSAGE_OUT.get(type(msg))
     if found is None:
         raise EncodeError(f"cannot encode {type(msg).__name__} as a message")
@@ -636,6 +795,15 @@ def _stored_membership_out(m: tuple[LogId, Membership]) -> list[Any]:
 def encode_membership(m: tuple[LogId, Membership]) -> bytes:
     """Encode a membership with the log id of the entry that carried it."""
     return _out("Membership", _stored_membership_out, m)
+
+
+def _snapshot_meta_out(meta: SnapshotMeta) -> list[Any]:
+    return [FORMAT_VERSION, TAG_SNAPSHOT_META, *_meta_out(meta)]
+
+
+def encode_snapshot_meta(meta: SnapshotMeta) -> bytes:
+    """Encode a snapshot's ``SnapshotMeta``, as stored (e.g. a snapshot file's header)."""
+    return _out("SnapshotMeta", _snapshot_meta_out, meta)
 
 
 _HELLO_TEXT = ("store_cluster", "incarnation", "refused")
@@ -846,11 +1014,55 @@ def _append_response_in(a: list[Any]) -> AppendResponse:
     )
 
 
+def _install_snapshot_request_in(a: list[Any]) -> InstallSnapshotRequest:
+    _arity(a, 15)
+    _, _, vt, vn, vc, lt, ln, li, membership, snapshot_id, size, offset, data, seq, sent_at = a
+    _vote_ok(vt, vn, vc, "vote")
+    try:
+        meta = _meta_in(lt, ln, li, membership, snapshot_id, size)
+    except _Bad as b:
+        raise b.at("meta") from None
+    _uint(offset, "offset")
+    _chunk(data, "data")
+    _uint(seq, "seq")
+    sent_at = _time(sent_at, "sent_at")
+    return _new(
+        InstallSnapshotRequest,
+        (_new(Vote, (vt, vn, vc)), meta, offset, data, seq, sent_at),
+    )
+
+
+def _install_snapshot_response_in(a: list[Any]) -> InstallSnapshotResponse:
+    _arity(a, 13)
+    _, _, vt, vn, vc, snapshot_id, next_offset, done, mt, mn, mi, seq, sent_at = a
+    _vote_ok(vt, vn, vc, "vote")
+    _snapshot_id(snapshot_id, "snapshot_id")
+    _uint(next_offset, "next_offset")
+    _bool(done, "done")
+    _log_id_ok(mt, mn, mi, "matching")
+    _uint(seq, "seq")
+    sent_at = _time(sent_at, "sent_at")
+    return _new(
+        InstallSnapshotResponse,
+        (
+            _new(Vote, (vt, vn, vc)),
+            snapshot_id,
+            next_offset,
+            done,
+            _new(LogId, (mt, mn, mi)),
+            seq,
+            sent_at,
+        ),
+    )
+
+
 _MESSAGE_IN: dict[int, Callable[[list[Any]], Message]] = {
     TAG_VOTE_REQUEST: _vote_request_in,
     TAG_VOTE_RESPONSE: _vote_response_in,
     TAG_APPEND_REQUEST: _append_request_in,
     TAG_APPEND_RESPONSE: _append_response_in,
+    TAG_INSTALL_SNAPSHOT_REQUEST: _install_snapshot_request_in,
+    TAG_INSTALL_SNAPSHOT_RESPONSE: _install_snapshot_response_in,
 }
 
 
@@ -869,7 +1081,7 @@ def decode_message(data: bytes) -> Message:
     tag = a[1]
     build = _MESSAGE_IN.get(tag)
     if build is None:
-        raise _tag_problem("message", tag, "a message record (tags 1-4)")
+        raise _tag_problem("message", tag, "a message record (tags 1-4, 10-11)")
     return _in(a, _RECORD_NAMES[tag], build)  # type: ignore[no-any-return]
 
 
@@ -928,6 +1140,18 @@ def decode_membership(data: bytes) -> tuple[LogId, Membership]:
     """Decode a stored membership and the log id of the entry that carried it."""
     a = _load_record(data, TAG_MEMBERSHIP)
     return _in(a, "Membership", _stored_membership_in)  # type: ignore[no-any-return]
+
+
+def _snapshot_meta_in(a: list[Any]) -> SnapshotMeta:
+    _arity(a, 8)
+    _, _, t, n, i, membership, snapshot_id, size = a
+    return _meta_in(t, n, i, membership, snapshot_id, size)
+
+
+def decode_snapshot_meta(data: bytes) -> SnapshotMeta:
+    """Decode a stored ``SnapshotMeta``."""
+    a = _load_record(data, TAG_SNAPSHOT_META)
+    return _in(a, "SnapshotMeta", _snapshot_meta_in)  # type: ignore[no-any-return]
 
 
 def _hello_in(a: list[Any]) -> Hello:

@@ -57,6 +57,19 @@ class Config:
     replication_timeout: float | None = None
     #: Extra election back-off after a voter reported a greater log than ours.
     greater_log_backoff: float | None = None
+    #: Build a snapshot every this many applied entries; ``None``: only on
+    #: ``TriggerSnapshot`` (docs/snapshots.md).
+    snapshot_every: int | None = 10_000
+    #: After a snapshot, keep this many of the entries it covers, so a
+    #: follower a little behind still gets entries rather than a snapshot.
+    purge_keep: int = 1_000
+    #: The leader never purges an entry a follower at most this many entries
+    #: behind still needs; one further behind gets the snapshot instead.
+    snapshot_lag_threshold: int = 5_000
+    #: Bytes per snapshot chunk (keep it below the transport's frame limit).
+    snapshot_chunk_size: int = 1 << 20
+    #: Snapshot chunks in flight per follower.
+    snapshot_window: int = 4
 
     def __attrs_post_init__(self) -> None:
         _positive("election_timeout_min", self.election_timeout_min)
@@ -89,10 +102,19 @@ class Config:
             "max_bytes_per_append",
             "max_inflight_appends",
             "max_inflight_bytes",
+            "snapshot_chunk_size",
+            "snapshot_window",
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(name, f"must be an int >= 1, got {v!r}")
+        for name in ("purge_keep", "snapshot_lag_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(name, f"must be an int >= 0, got {v!r}")
+        v = self.snapshot_every
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError("snapshot_every", f"must be None or an int >= 1, got {v!r}")
         for name in ("replication_timeout", "greater_log_backoff"):
             v = getattr(self, name)
             if v is not None:

@@ -9,6 +9,7 @@ from raftcore._values import value
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.messages import Message
+from raftcore.snapshots import SnapshotMeta
 
 
 @value
@@ -90,6 +91,35 @@ class Applied(NamedTuple):
 
 
 @value
+class SnapshotBuilt(NamedTuple):
+    """The snapshot a ``BuildSnapshot`` asked for is durable in the snapshot store."""
+
+    meta: SnapshotMeta
+
+
+@value
+class SnapshotInstalled(NamedTuple):
+    """The state machine now is snapshot ``meta`` (an ``InstallSnapshot`` is done)."""
+
+    meta: SnapshotMeta
+
+
+@value
+class TriggerSnapshot(NamedTuple):
+    """Build a snapshot of what is applied now (unless one is being built,
+    or the latest snapshot already covers it)."""
+
+
+@value
+class TriggerPurge(NamedTuple):
+    """Purge the log up to index ``upto`` now, capped at the latest snapshot
+    and ignoring ``purge_keep`` (a leader still keeps what a follower in the
+    replication window needs)."""
+
+    upto: int
+
+
+@value
 class StorageFailed(NamedTuple):
     """A storage command failed: the engine stops and takes no more events."""
 
@@ -115,6 +145,10 @@ Event = (
     | Wakeup
     | IoFlushed
     | Applied
+    | SnapshotBuilt
+    | SnapshotInstalled
+    | TriggerSnapshot
+    | TriggerPurge
     | StorageFailed
     | TriggerElection
     | TriggerHeartbeat

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from raftcore._values import value
 from raftcore.entries import Entry
 from raftcore.ids import LogId, Vote
+from raftcore.snapshots import SnapshotMeta
 
 
 @value
@@ -59,4 +60,43 @@ class AppendResponse(NamedTuple):
     sent_at: float
 
 
-Message = VoteRequest | VoteResponse | AppendRequest | AppendResponse
+@value
+class InstallSnapshotRequest(NamedTuple):
+    """One chunk of the leader's snapshot ``meta``: ``data`` at ``offset``.
+
+    The engine emits it with empty ``data`` inside a ``SendSnapshotChunk``
+    command; the adapter reads the chunk from its snapshot store and fills
+    it in. The chunk that reaches ``meta.size`` is the last one.
+    """
+
+    vote: Vote
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    seq: int
+    sent_at: float
+
+
+@value
+class InstallSnapshotResponse(NamedTuple):
+    #: The responder's vote: equal to the request's when the leader was accepted.
+    vote: Vote
+    snapshot_id: str
+    #: The offset the follower wants next (a lost or repeated chunk resends from here).
+    next_offset: int
+    #: The follower's state machine now covers ``matching`` (it installed the
+    #: snapshot, or had already applied past it); the transfer is over.
+    done: bool
+    matching: LogId
+    seq: int
+    sent_at: float
+
+
+Message = (
+    VoteRequest
+    | VoteResponse
+    | AppendRequest
+    | AppendResponse
+    | InstallSnapshotRequest
+    | InstallSnapshotResponse
+)

@@ -11,6 +11,7 @@ import attrs
 from raftcore.entries import Entry
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, NodeId, Vote
 from raftcore.membership import Membership
+from raftcore.snapshots import SnapshotMeta
 
 
 class Role(enum.Enum):
@@ -44,6 +45,11 @@ class RecoveredState:
     #: that covers the purged prefix), with its log id; ``None`` if nothing
     #: was purged.
     membership: tuple[LogId, Membership] | None = None
+    #: The latest durable snapshot, if any. It may cover more than
+    #: ``last_purged`` (a crash between a snapshot and its purge, or in the
+    #: middle of installing a received one): the engine then finishes the
+    #: purge itself, discarding a log that does not continue the snapshot.
+    snapshot: SnapshotMeta | None = None
 
 
 @attrs.frozen
@@ -57,6 +63,8 @@ class FollowerProgress:
     acked_at: float
     #: Still looking for the match point (at most one request in flight).
     probing: bool
+    #: Receiving the leader's snapshot: the next offset it asked for.
+    snapshot_offset: int | None = None
 
 
 @attrs.frozen
@@ -76,4 +84,11 @@ class Metrics:
     #: Leader only: each follower's progress (``replication`` in detail).
     followers: Mapping[NodeId, FollowerProgress] = attrs.field(factory=dict)
     stopped: str | None = None
+    #: The latest durable snapshot's last log id (``None``: no snapshot yet).
+    snapshot: LogId | None = None
+    #: Every entry up to this one is purged from the log.
+    last_purged: LogId = ZERO_LOG_ID
+    #: Snapshots this engine installed from a leader / built, since it started.
+    snapshots_installed: int = 0
+    snapshots_built: int = 0
     extra: Mapping[str, Any] = attrs.field(factory=dict)

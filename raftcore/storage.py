@@ -27,8 +27,17 @@ import attrs
 
 from raftcore.entries import Entry
 from raftcore.ids import LogId, Vote
-from raftcore.membership import Membership
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import RecoveredState
+
+__all__ = [
+    "IdentityStore",
+    "LogStore",
+    "SnapshotMeta",
+    "SnapshotStore",
+    "StateMachine",
+    "StoreIdentity",
+]
 
 
 class LogStore(Protocol):
@@ -73,8 +82,11 @@ class LogStore(Protocol):
 class StateMachine(Protocol):
     """The application's replicated state.
 
-    Snapshots (building one, installing a received one) join this protocol
-    with the snapshot feature.
+    The runtimes call it in log order, from one task or worker thread:
+    ``apply`` for committed entries, ``snapshot`` when the engine asks for a
+    snapshot (it then covers exactly the entries applied so far), ``restore``
+    to install a snapshot received from the leader, or on start when the
+    latest snapshot is newer than what ``applied()`` reports.
     """
 
     def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
@@ -85,6 +97,15 @@ class StateMachine(Protocol):
     def applied(self) -> LogId:
         """The last entry applied durably (``ZERO_LOG_ID`` for a state machine
         rebuilt from the log on every start)."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """The whole state as bytes: everything applied so far, nothing else."""
+        ...
+
+    def restore(self, data: bytes, last_log_id: LogId) -> None:
+        """Replace the whole state with a snapshot made by ``snapshot`` (on
+        any replica), which covers every entry up to ``last_log_id``."""
         ...
 
 
@@ -116,21 +137,6 @@ class IdentityStore(Protocol):
     def save_cluster_id(self, cluster_id: str) -> None:
         """Record the cluster the store belongs to; durable when it returns."""
         ...
-
-
-@attrs.frozen
-class SnapshotMeta:
-    """What a snapshot covers: the state machine after applying every entry up
-    to ``last_log_id``, with the membership in effect there and its log id.
-
-    ``snapshot_id`` names one snapshot (a rebuilt snapshot of the same log id
-    gets a new one); ``size`` is its length in bytes.
-    """
-
-    last_log_id: LogId
-    membership: tuple[LogId, Membership] | None
-    snapshot_id: str
-    size: int
 
 
 class SnapshotStore(Protocol):

@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--heartbeat", type=float, help="heartbeat interval (default: election timeout / 3)"
     )
+    serve.add_argument(
+        "--snapshot-every",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="snapshot the map every N applied entries, then purge the log (0: only on "
+        "the snapshot command; default 10000)",
+    )
     serve.add_argument("--write-timeout", type=float, default=5.0, metavar="SECONDS")
     serve.add_argument("--log-level", default="INFO")
 
@@ -89,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("get", "print KEY's value"),
         ("delete", "remove KEY"),
         ("status", "show every node's status"),
+        ("snapshot", "snapshot every node's state now (each then purges its log)"),
     ):
         p = sub.add_parser(name, help=helptext)
-        if name != "status":
+        if name not in ("status", "snapshot"):
             p.add_argument("key")
         if name == "put":
             p.add_argument("value")
@@ -135,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
 def _node_id(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive node id, got {text!r}")
@@ -159,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
         election_timeout_min=low,
         election_timeout_max=2 * low,
         heartbeat_interval=args.heartbeat if args.heartbeat is not None else low / 3,
+        snapshot_every=args.snapshot_every or None,
     )
     opts = ServeOptions(
         node_id=args.id,
@@ -211,7 +231,7 @@ def membership_text(m: dict[str, Any] | None) -> str:
 def status_table(statuses: dict[str, Any]) -> str:
     lines = [
         f"{'node':>4} {'http':<21} {'role':<13} {'leader':>6} {'term':>5} "
-        f"{'last log':>12} {'committed':>12} {'applied':>12} {'keys':>6}  member"
+        f"{'last log':>12} {'committed':>12} {'applied':>12} {'snapshot':>12} {'keys':>6}  member"
     ]
     up = [s for s in statuses.values() if isinstance(s, dict)]
     view = next((s for s in up if s["role"] == "leader"), None) or next(
@@ -231,7 +251,8 @@ def status_table(statuses: dict[str, Any]) -> str:
         lines.append(
             f"{s['node_id']:>4} {addr:<21} {s['role']:<13} {s['leader_id'] or '-'!s:>6} "
             f"{s['term']:>5} {_fmt_log_id(s['last_log']):>12} "
-            f"{_fmt_log_id(s['committed']):>12} {_fmt_log_id(s['applied']):>12} {s['keys']:>6}"
+            f"{_fmt_log_id(s['committed']):>12} {_fmt_log_id(s['applied']):>12} "
+            f"{_fmt_log_id(s['snapshot']) if s.get('snapshot') else '-':>12} {s['keys']:>6}"
             f"  {member}"
         )
     if view is not None and membership is not None:
@@ -313,6 +334,17 @@ async def _client(args: argparse.Namespace) -> int:
             else:
                 print(status_table(statuses))
             return EXIT_OK if any(isinstance(s, dict) for s in statuses.values()) else EXIT_FAILED
+        if args.command == "snapshot":
+            answers = await client.snapshot_all(timeout=args.timeout)
+            for addr, a in answers.items():
+                if isinstance(a, dict):
+                    snap = a["snapshot"]
+                    at = _fmt_log_id(snap) if snap else "nothing applied yet"
+                    purged = _fmt_log_id(a["last_purged"])
+                    print(f"{addr}: snapshot at {at}, log purged up to {purged}")
+                else:
+                    print(f"{addr}: {a}")
+            return EXIT_OK if any(isinstance(a, dict) for a in answers.values()) else EXIT_FAILED
         if args.command == "put":
             previous = await client.put(args.key, args.value)
             print(json.dumps({"ok": True, "previous": previous}))

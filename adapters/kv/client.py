@@ -377,6 +377,26 @@ class KvClient:
             raise HttpError(f"/status answered {response.status}: {body!r}")
         return body
 
+    async def snapshot_all(
+        self, *, timeout: float | None = None
+    ) -> dict[str, dict[str, Any] | str]:
+        """``POST /snapshot`` on every node: each one's answer, or why it failed."""
+
+        async def one(addr: str) -> dict[str, Any] | str:
+            try:
+                response = await self.pool.request(
+                    addr, "POST", "/snapshot", timeout=timeout or self.request_timeout
+                )
+            except (OSError, HttpError, TimeoutError) as e:
+                return f"unreachable: {type(e).__name__}: {e}"
+            body = response.json_body()
+            if response.status != 200 or not isinstance(body, dict):
+                return f"failed: {response.status} {body!r}"
+            return body
+
+        results = await asyncio.gather(*(one(a) for a in self.addrs))
+        return dict(zip(self.addrs, results, strict=True))
+
     async def statuses(self, *, timeout: float | None = None) -> dict[str, dict[str, Any] | str]:
         """Every node's status, or why it did not answer, by HTTP address."""
 

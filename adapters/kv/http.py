@@ -341,6 +341,11 @@ class ClusterInfo:
 
 
 @attrs.frozen
+class TakeSnapshot:
+    """``POST /snapshot``: snapshot this node's state machine now."""
+
+
+@attrs.frozen
 class AddLearner:
     """``POST /cluster/learners``: add a non-voting member, by default blocking
     until its log is within ``max_lag`` entries of the leader's."""
@@ -381,7 +386,7 @@ class ForgetNode:
 
 
 MembershipOp = AddLearner | Promote | RemoveVoter | ForgetNode
-Operation = Get | Put | Delete | Status | ClusterInfo | MembershipOp
+Operation = Get | Put | Delete | Status | ClusterInfo | TakeSnapshot | MembershipOp
 
 KV_PREFIX = "/kv/"
 CLUSTER_PREFIX = "/cluster"
@@ -401,6 +406,10 @@ def route(request: Request) -> Operation | Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
         return Status()
+    if path == "/snapshot":
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        return TakeSnapshot()
     if path == CLUSTER_PREFIX or path.startswith(CLUSTER_PREFIX + "/"):
         return _cluster_route(request)
     if not path.startswith(KV_PREFIX):

@@ -73,6 +73,7 @@ from raftcore.adapters.kv.http import (
     Request,
     Response,
     Status,
+    TakeSnapshot,
     error_response,
     not_leader_response,
     route,
@@ -110,6 +111,7 @@ RUNTIMES = ("asyncio", "trio")
 #: How long an idle keep-alive HTTP connection stays open.
 IDLE_TIMEOUT = 60.0
 DB_NAME = "raft.sqlite3"
+SNAPSHOT_DIR = "snapshots"
 
 
 class KvNode(Protocol):
@@ -139,6 +141,8 @@ class KvNode(Protocol):
     def metrics(self) -> Metrics: ...
 
     def replication(self) -> dict[int, ReplicationStatus]: ...
+
+    async def trigger_snapshot(self, *, timeout: float = 60.0) -> LogId | None: ...
 
     async def wait_for(
         self, predicate: Callable[[Metrics], bool], *, timeout: float
@@ -211,6 +215,12 @@ class KvApi:
                 return Response.json(200, self.status())
             if isinstance(op, ClusterInfo):
                 return Response.json(200, self.cluster_info())
+            if isinstance(op, TakeSnapshot):
+                lid = await self.node.trigger_snapshot()
+                m = self.node.metrics()
+                return Response.json(
+                    200, {"snapshot": _opt_log_id(lid), "last_purged": _log_id(m.last_purged)}
+                )
             if isinstance(op, AddLearner | Promote | RemoveVoter | ForgetNode):
                 return await self._change(op, request.target)
             if isinstance(op, Get):
@@ -319,6 +329,9 @@ class KvApi:
             "last_log": _log_id(m.last_log_id),
             "committed": _log_id(m.committed),
             "applied": _log_id(m.applied),
+            "snapshot": _opt_log_id(m.snapshot),
+            "last_purged": _log_id(m.last_purged),
+            "snapshots": {"built": m.snapshots_built, "installed": m.snapshots_installed},
             "membership": membership,
             "replication": {str(n): _log_id(lid) for n, lid in m.replication.items()},
             "followers": {
@@ -711,15 +724,16 @@ def setup_logging(node_id: int, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def _open_store(opts: ServeOptions) -> tuple[Any, bool]:
-    """The node's SQLite store, and whether it holds no state yet."""
-    from raftcore.adapters.storage import SqliteLogStore
+def _open_store(opts: ServeOptions) -> tuple[Any, Any, bool]:
+    """The node's SQLite store, its snapshot store, and whether it holds no state yet."""
+    from raftcore.adapters.storage import FileSnapshotStore, SqliteLogStore
 
     os.makedirs(opts.data_dir, exist_ok=True)
     store = SqliteLogStore(os.path.join(opts.data_dir, DB_NAME))
+    snapshots = FileSnapshotStore(os.path.join(opts.data_dir, SNAPSHOT_DIR))
     state = store.load()
     fresh = state.vote == INITIAL_VOTE and not state.entries and state.last_purged == ZERO_LOG_ID
-    return store, fresh
+    return store, snapshots, fresh
 
 
 async def _start(node: Any, opts: ServeOptions, fresh: bool) -> None:
@@ -749,7 +763,7 @@ async def serve_asyncio(opts: ServeOptions) -> None:
     from raftcore.adapters.asyncio_node import open_node
     from raftcore.adapters.transport import AsyncioTcpTransport
 
-    store, fresh = _open_store(opts)
+    store, snapshots, fresh = _open_store(opts)
     sm = KVStateMachine()
     transport = AsyncioTcpTransport(
         opts.node_id,
@@ -761,7 +775,9 @@ async def serve_asyncio(opts: ServeOptions) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_node(opts.node_id, opts.config, store, sm, transport) as node:
+    async with open_node(
+        opts.node_id, opts.config, store, sm, transport, snapshot_store=snapshots
+    ) as node:
         await _start(node, opts, fresh)
         host, port = split_hostport(opts.http_listen)
         server = await serve_http_asyncio(_api(node, sm, opts).handle, host, port)
@@ -781,7 +797,7 @@ async def serve_trio(opts: ServeOptions) -> None:
     from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
     from raftcore.adapters.trio_node import open_node
 
-    store, fresh = _open_store(opts)
+    store, snapshots, fresh = _open_store(opts)
     sm = KVStateMachine()
     transport = TrioTcpTransport(
         opts.node_id,
@@ -790,7 +806,9 @@ async def serve_trio(opts: ServeOptions) -> None:
         peers={n: a.raft for n, a in opts.cluster.items() if n != opts.node_id},
     )
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_node(opts.node_id, opts.config, store, sm, transport) as node:
+        async with open_node(
+            opts.node_id, opts.config, store, sm, transport, snapshot_store=snapshots
+        ) as node:
             await _start(node, opts, fresh)
             host, port = split_hostport(opts.http_listen)
             async with trio.open_nursery() as nursery:

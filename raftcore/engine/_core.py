@@ -12,10 +12,12 @@ from raftcore.engine import _election as election
 from raftcore.engine import _follower as follower
 from raftcore.engine import _leader as leader
 from raftcore.engine import _membership as membership
-from raftcore.engine._apply import advance_apply, on_applied
+from raftcore.engine import _snapshot_receive as snapshot_receive
+from raftcore.engine._apply import advance_apply, build_snapshot, on_applied
 from raftcore.engine._io import IoProgress
 from raftcore.engine._log import Log
 from raftcore.engine._replication import heartbeat_all
+from raftcore.engine._snapshot import on_snapshot_built, purge_if_due, recover_snapshot
 from raftcore.engine._state import NEVER, NodeState, Rng
 from raftcore.entries import EntryKind, membership_entry
 from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
@@ -28,14 +30,25 @@ from raftcore.events import (
     Initialize,
     IoFlushed,
     MessageReceived,
+    SnapshotBuilt,
+    SnapshotInstalled,
     StorageFailed,
     TriggerElection,
     TriggerHeartbeat,
+    TriggerPurge,
+    TriggerSnapshot,
     Wakeup,
 )
 from raftcore.ids import INITIAL_VOTE, LogId, check_node_id
 from raftcore.membership import Membership
-from raftcore.messages import AppendRequest, AppendResponse, VoteRequest, VoteResponse
+from raftcore.messages import (
+    AppendRequest,
+    AppendResponse,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
+    VoteRequest,
+    VoteResponse,
+)
 from raftcore.quorum import check_safe
 from raftcore.state import FollowerProgress, Metrics, RecoveredState, Role
 
@@ -45,18 +58,19 @@ def _check_recovered(rec: RecoveredState, log: Log) -> None:
 
     Starting from one would either skip entries or wedge replication (a
     "committed" entry the leader must overwrite), so it is an error to fix in
-    the storage, not something to run with.
+    the storage, not something to run with. (``log`` is the log after a
+    newer snapshot's purge, which ``recover_snapshot`` finished.)
     """
-    purged = rec.last_purged.index
+    purged = log.last_purged.index
     if rec.applied.index < purged:
         raise ConfigError(
             "recovered.applied",
-            f"{rec.applied!r} is before the purged prefix {rec.last_purged!r}: "
+            f"{rec.applied!r} is before the purged prefix {log.last_purged!r}: "
             "install the snapshot that covers it first",
         )
     if rec.applied.index > purged and log.log_id_at(rec.applied.index) != rec.applied:
         raise ConfigError("recovered.applied", f"{rec.applied!r} is not in the recovered log")
-    if rec.membership is not None and rec.membership[0].index > purged:
+    if rec.membership is not None and rec.membership[0].index > rec.last_purged.index:
         raise ConfigError("recovered.membership", "must be the membership at or before last_purged")
 
 
@@ -102,38 +116,47 @@ class Engine(NodeState):
         self.io = IoProgress(rec.vote, self.log.last_log_id())
         self.role = Role.LEARNER
         self.applied = rec.applied
-        _check_recovered(rec, self.log)
-        # A stored commit index is a hint; one the durable log cannot back
-        # (stored before its entry was flushed) is ignored, not trusted.
-        committed = rec.committed
-        if committed.index > rec.last_purged.index and self.log.log_id_at(committed.index) != (
-            committed
-        ):
-            committed = rec.last_purged
-        self.committed = max(committed, rec.applied, rec.last_purged)
-        self.apply_requested = rec.applied.index
         self.memberships = [] if rec.membership is None else [rec.membership]
         self.memberships += [
             (e.log_id, e.data) for e in self.log.all_entries() if e.kind is EntryKind.MEMBERSHIP
         ]
+        self.out = []
+        self.gated = deque()
+        self.leader = None
+        self.candidate = None
         self.membership = None
         self.quorum = None
+        self.self_voter = False
         self.election_deadline = None
         self.leader_heard_at = NEVER
         self.term_seen = 0
         self.pending_writes = {}
         self.seq = 0
-        self.gated = deque()
         self.stopped = None
-        self.leader = None
-        self.candidate = None
         self.last_now = now
-        self.out = []
         self.election_timeout = config.election_timeout_max
+        self.snapshot = rec.snapshot
+        self.building = None
+        self.receiving = None
+        self.installing = None
+        self.snapshots_built = self.snapshots_installed = 0
+        self.committed = rec.last_purged  # provisional, for recover_snapshot
+        recover_snapshot(self)
+        _check_recovered(rec, self.log)
+        # A stored commit index is a hint; one the durable log cannot back
+        # (stored before its entry was flushed) is ignored, not trusted.
+        purged = self.log.last_purged
+        committed = rec.committed
+        if committed.index > purged.index and self.log.log_id_at(committed.index) != committed:
+            committed = purged
+        self.committed = max(committed, rec.applied, purged)
+        self.apply_requested = rec.applied.index
         # Arms the election timer when this node is a voter.
         self.membership_changed()
-        # Entries known committed but not applied yet are applied on the first call.
+        # Entries known committed but not applied yet are applied on the first
+        # call, and a purge the last run did not get to is done then.
         advance_apply(self)
+        purge_if_due(self)
         self._dispatch: dict[type, Callable[[Any, float], None]] = {
             MessageReceived: self._on_message,
             ClientWrite: self._on_client_write,
@@ -141,6 +164,10 @@ class Engine(NodeState):
             ChangeMembership: self._on_change_membership,
             IoFlushed: self._on_io_flushed,
             Applied: self._on_applied,
+            SnapshotBuilt: self._on_snapshot_built,
+            SnapshotInstalled: self._on_snapshot_installed,
+            TriggerSnapshot: self._on_trigger_snapshot,
+            TriggerPurge: self._on_trigger_purge,
             Wakeup: self._on_wakeup,
             Initialize: self._on_initialize,
             StorageFailed: self._on_storage_failed,
@@ -195,9 +222,19 @@ class Engine(NodeState):
             membership=self.membership,
             replication={n: p.matching for n, p in progress.items()},
             followers={
-                n: FollowerProgress(p.matching, p.acked_at, p.probing) for n, p in progress.items()
+                n: FollowerProgress(
+                    p.matching,
+                    p.acked_at,
+                    p.probing,
+                    None if p.snapshot is None else p.snapshot.acked,
+                )
+                for n, p in progress.items()
             },
             stopped=self.stopped,
+            snapshot=None if self.snapshot is None else self.snapshot.last_log_id,
+            last_purged=self.log.last_purged,
+            snapshots_installed=self.snapshots_installed,
+            snapshots_built=self.snapshots_built,
         )
 
     @property
@@ -219,6 +256,10 @@ class Engine(NodeState):
             election.on_vote_request(self, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is VoteResponse:
             election.on_vote_response(self, ev.sender, msg, now)  # type: ignore[arg-type]
+        elif t is InstallSnapshotRequest:
+            snapshot_receive.on_install_request(self, ev.sender, msg, now)  # type: ignore[arg-type]
+        elif t is InstallSnapshotResponse:
+            leader.on_install_response(self, ev.sender, msg, now)  # type: ignore[arg-type]
         else:
             raise LocalProtocolError(f"not a raft message: {msg!r}")
 
@@ -264,6 +305,21 @@ class Engine(NodeState):
 
     def _on_applied(self, ev: Applied, now: float) -> None:
         on_applied(self, ev.upto, ev.results)
+
+    def _on_snapshot_built(self, ev: SnapshotBuilt, now: float) -> None:
+        on_snapshot_built(self, ev.meta)
+
+    def _on_snapshot_installed(self, ev: SnapshotInstalled, now: float) -> None:
+        snapshot_receive.on_snapshot_installed(self, ev.meta)
+
+    def _on_trigger_snapshot(self, ev: TriggerSnapshot, now: float) -> None:
+        build_snapshot(self)
+
+    def _on_trigger_purge(self, ev: TriggerPurge, now: float) -> None:
+        upto: object = getattr(ev, "upto")  # noqa: B009 - see _on_message
+        if isinstance(upto, bool) or not isinstance(upto, int):
+            raise LocalProtocolError(f"TriggerPurge needs an int index, got {upto!r}")
+        purge_if_due(self, upto)
 
     def _on_wakeup(self, ev: Wakeup, now: float) -> None:
         ld = self.leader

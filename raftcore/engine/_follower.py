@@ -9,7 +9,6 @@ from raftcore.engine._state import NodeState
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId, compare_votes
 from raftcore.messages import AppendRequest, AppendResponse
-from raftcore.state import Role
 
 _LOG_ID = itemgetter(0)
 _INDEX = itemgetter(2)
@@ -113,13 +112,7 @@ def on_append_request(s: NodeState, sender: NodeId, req: AppendRequest, now: flo
                 new_from = i
                 break
 
-    if req.vote != s.vote:
-        s.save_vote(req.vote)
-    if s.role is not Role.FOLLOWER and s.role is not Role.LEARNER:
-        s.become_follower(now)
-    else:
-        s.restart_election_timer(now)
-    s.leader_heard_at = now
+    s.follow(req.vote, now)
 
     if hint:
         s.send(sender, _append_reply(s, req, False, ZERO_LOG_ID, hint))

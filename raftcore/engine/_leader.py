@@ -11,11 +11,13 @@ from raftcore.engine._apply import advance_apply
 from raftcore.engine._membership import after_leader_commit
 from raftcore.engine._replication import heartbeat, leader_append, replicate
 from raftcore.engine._roles import CandidateState, LeaderState
+from raftcore.engine._snapshot import purge_if_due
+from raftcore.engine._snapshot_send import resend_lost_chunks, send_chunks
 from raftcore.engine._state import NEVER, NodeState
 from raftcore.entries import Entry, EntryKind, blank
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import LogId, NodeId, Vote, compare_votes
-from raftcore.messages import AppendResponse
+from raftcore.messages import AppendResponse, InstallSnapshotResponse
 from raftcore.state import Role
 
 _RID = itemgetter(0)
@@ -77,6 +79,8 @@ def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: 
         )
     if resp.sent_at > p.acked_at:
         p.acked_at = resp.sent_at
+    if p.snapshot is not None and not resp.success:
+        return  # a heartbeat's conflict: the snapshot will settle the match point
     if resp.success:
         p.ack(resp.seq, m.index)
         if m > p.matching:
@@ -95,6 +99,59 @@ def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: 
         p.reset(hint, s.seq + 1)
     if p.next_index <= log.last_index:
         replicate(s, sender, p, now)
+
+
+def on_install_response(
+    s: NodeState, sender: NodeId, resp: InstallSnapshotResponse, now: float
+) -> None:
+    if resp.vote != s.vote:
+        c = compare_votes(resp.vote, s.vote, s.config.leader_id_mode)
+        if c is not None and c > 0:
+            s.adopt_vote(resp.vote, now)
+        return
+    ld = s.leader
+    if ld is None:
+        return
+    p = ld.progress.get(sender)
+    if p is None:
+        return
+    if resp.sent_at > p.acked_at:
+        p.acked_at = resp.sent_at
+    t = p.snapshot
+    if resp.done:
+        m = resp.matching
+        if m.index > s.committed.index:
+            raise RemoteProtocolError(
+                f"snapshot response from {sender} claims {m!r}, past the commit index"
+            )
+        if t is None and m <= p.matching:
+            return  # a repeated answer
+        # Its state machine covers ``m``: entries follow from there.
+        p.snapshot = None
+        if m > p.matching:
+            p.matching = m
+        p.reset(p.matching.index + 1, s.seq + 1)
+        replicate(s, sender, p, now)
+        return
+    if t is None or resp.snapshot_id != t.meta.snapshot_id:
+        return  # about a transfer that is over
+    off = resp.next_offset
+    size = t.meta.size
+    if off > size:
+        raise RemoteProtocolError(f"snapshot response from {sender} asks for offset {off} > {size}")
+    t.acked = max(t.acked, off)
+    fl = t.inflight
+    answered = next((c for c in fl if c[0] == resp.seq), None)
+    # The last chunk stays in flight until the install is reported.
+    while fl and fl[0][2] <= off and fl[0][2] < size:
+        fl.popleft()
+    if answered is not None and off < answered[2]:
+        # It did not take that chunk: one before it was lost. (Answers to
+        # chunks sent before a rewind find nothing in flight: no second rewind.)
+        t.rewind(off)
+    elif off > t.sent:
+        t.sent = off  # it has more already (an earlier transfer of this snapshot)
+    send_chunks(s, sender, p, now)
 
 
 def leader_commit(s: NodeState, ld: LeaderState) -> None:
@@ -142,7 +199,9 @@ def leader_tick(s: NodeState, ld: LeaderState, now: float) -> None:
     due = now + interval
     timeout = c.append_timeout
     for n, p in ld.progress.items():
-        if p.inflight and p.inflight[0][3] + timeout <= now:
+        if p.snapshot is not None:
+            resend_lost_chunks(s, n, p, now)
+        elif p.inflight and p.inflight[0][3] + timeout <= now:
             # Presumed lost: restart from the last known match.
             p.reset(p.matching.index + 1, s.seq + 1)
             replicate(s, n, p, now)
@@ -152,3 +211,4 @@ def leader_tick(s: NodeState, ld: LeaderState, now: float) -> None:
             heartbeat(s, n, p, now)
         due = min(due, p.last_sent_at + interval)
     ld.heartbeat_deadline = due
+    purge_if_due(s)

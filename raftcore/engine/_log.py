@@ -81,6 +81,17 @@ class Log:
     def append(self, entries: Iterable[Entry]) -> None:
         self._entries.extend(entries)
 
+    def purge(self, upto: LogId) -> None:
+        """Drop every entry with index <= ``upto.index``; ``upto`` becomes
+        ``last_purged`` (past the last entry, the log is left empty)."""
+        n = min(upto.index - self.first_index + 1, len(self._entries))
+        if n > 0:
+            del self._entries[:n]
+        if upto.index >= self.first_index:
+            self.first_index = upto.index + 1
+            self.last_purged = upto
+            self._cum = [0]  # sizes are recomputed lazily from the new first entry
+
     def truncate(self, since: int) -> None:
         """Remove every entry with index >= ``since``."""
         del self._entries[since - self.first_index :]

@@ -5,6 +5,35 @@ from __future__ import annotations
 from collections import deque
 
 from raftcore.ids import ZERO_LOG_ID, LogId
+from raftcore.snapshots import SnapshotMeta
+
+
+class SnapshotSend:
+    """A snapshot on its way to one follower, in chunks.
+
+    ``sent``: the offset of the next chunk to send; ``inflight`` holds
+    ``(seq, start, end, sent_at)`` of chunks not yet acknowledged (the last
+    chunk stays there until the follower reports the snapshot installed).
+    """
+
+    __slots__ = ("acked", "inflight", "meta", "sent")
+
+    def __init__(self, meta: SnapshotMeta) -> None:
+        self.meta = meta
+        self.sent = 0
+        #: The greatest offset the follower asked for next.
+        self.acked = 0
+        self.inflight: deque[tuple[int, int, int, float]] = deque()
+
+    @property
+    def complete(self) -> bool:
+        """Has every chunk been sent (an empty snapshot still sends one)?"""
+        return self.sent >= self.meta.size and (self.sent > 0 or bool(self.inflight))
+
+    def rewind(self, offset: int) -> None:
+        """Resend from ``offset``: everything in flight is presumed lost."""
+        self.sent = offset
+        self.inflight.clear()
 
 
 class Progress:
@@ -24,6 +53,7 @@ class Progress:
         "next_index",
         "probing",
         "reset_seq",
+        "snapshot",
     )
 
     def __init__(self, next_index: int, now: float) -> None:
@@ -37,6 +67,8 @@ class Progress:
         self.last_sent_at = float("-inf")
         #: ``sent_at`` of the latest request this follower acknowledged.
         self.acked_at = now
+        #: The snapshot being sent instead of entries (its next index is purged).
+        self.snapshot: SnapshotSend | None = None
 
     def reset(self, next_index: int, seq: int) -> None:
         """Back to probing from ``next_index``; forget what is in flight."""
@@ -58,7 +90,7 @@ class Progress:
             self.inflight_bytes -= fl.popleft()[2]
 
     def __repr__(self) -> str:
-        mode = "probe" if self.probing else "pipeline"
+        mode = "snapshot" if self.snapshot else "probe" if self.probing else "pipeline"
         return (
             f"Progress(matching={self.matching!r}, next={self.next_index}, {mode}, "
             f"inflight={len(self.inflight)})"

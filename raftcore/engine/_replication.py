@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from raftcore.engine._progress import Progress
 from raftcore.engine._roles import LeaderState
+from raftcore.engine._snapshot_send import send_chunks, start_transfer
 from raftcore.engine._state import NodeState
 from raftcore.entries import Entry
 from raftcore.ids import NodeId
@@ -23,7 +24,10 @@ def leader_append(
 
 
 def replicate(s: NodeState, to: NodeId, p: Progress, now: float) -> None:
-    """Send ``to`` whatever its window allows."""
+    """Send ``to`` whatever its window allows (entries, or snapshot chunks)."""
+    if p.snapshot is not None:
+        send_chunks(s, to, p, now)
+        return
     log = s.log
     c = s.config
     last = log.last_index
@@ -37,7 +41,8 @@ def replicate(s: NodeState, to: NodeId, p: Progress, now: float) -> None:
             return
         prev = log.log_id_at(p.next_index - 1)
         if prev is None:
-            # Purged: the follower needs a snapshot (not handled yet).
+            # Purged: the follower needs the snapshot.
+            start_transfer(s, to, p, now)
             return
         ents, nbytes = log.batch(p.next_index, c.max_entries_per_append, c.max_bytes_per_append)
         s.seq += 1

@@ -18,7 +18,15 @@ from collections.abc import Hashable, Iterable
 from operator import itemgetter
 from typing import Protocol
 
-from raftcore.commands import AppendLog, Command, Respond, SaveVote, Send, TruncateLog
+from raftcore.commands import (
+    AppendLog,
+    Command,
+    PurgeLog,
+    Respond,
+    SaveVote,
+    Send,
+    TruncateLog,
+)
 from raftcore.config import Config
 from raftcore.engine._io import IoProgress
 from raftcore.engine._log import Log
@@ -29,6 +37,7 @@ from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.messages import AppendResponse, Message
 from raftcore.quorum import QuorumSet
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Role
 
 NEVER = float("-inf")
@@ -85,6 +94,17 @@ class NodeState:
     self_voter: bool
     #: The randomized timeout drawn at the last reset.
     election_timeout: float
+    #: The latest durable snapshot (built here or installed from a leader).
+    snapshot: SnapshotMeta | None
+    #: The last log id of the snapshot being built, while one is.
+    building: LogId | None
+    #: A leader's snapshot arriving in chunks: its meta and the next offset wanted.
+    receiving: tuple[SnapshotMeta, int] | None
+    #: A received snapshot being installed, and whom to answer: its meta,
+    #: the leader, and the ``seq`` and ``sent_at`` of its last chunk.
+    installing: tuple[SnapshotMeta, NodeId, int, float] | None
+    snapshots_built: int
+    snapshots_installed: int
     out: list[Command]
 
     # -- output ------------------------------------------------------------
@@ -153,7 +173,27 @@ class NodeState:
                 ms.pop()
             self.membership_changed()
 
+    def purge(self, upto: LogId) -> None:
+        """Drop the log up to ``upto`` (a durable snapshot covers it), here and in storage."""
+        self.log.purge(upto)
+        io_id = self.io.issue(self.vote, self.log.last_log_id())
+        self.out.append(PurgeLog(io_id, upto))
+        ms = self.memberships
+        keep = 0
+        while keep + 1 < len(ms) and ms[keep + 1][0].index <= upto.index:
+            keep += 1
+        if keep:
+            # The one in effect at ``upto`` stays: it is the snapshot's.
+            del ms[:keep]
+
     # -- membership --------------------------------------------------------
+
+    def membership_at(self, index: int) -> tuple[LogId, Membership]:
+        """The membership in effect at ``index`` (with its log id)."""
+        for mid, m in reversed(self.memberships):
+            if mid.index <= index:
+                return mid, m
+        raise AssertionError(f"no membership at index {index}")
 
     def membership_changed(self) -> None:
         self.membership = self.memberships[-1][1] if self.memberships else None
@@ -224,6 +264,17 @@ class NodeState:
         """
         if self.self_voter:
             self.election_deadline = now + self.election_timeout
+
+    def follow(self, vote: Vote, now: float) -> None:
+        """A message from the leader of ``vote`` (not older than ours) arrived:
+        adopt its vote, follow it, and restart the election timer."""
+        if vote != self.vote:
+            self.save_vote(vote)
+        if self.role is not Role.FOLLOWER and self.role is not Role.LEARNER:
+            self.become_follower(now)
+        else:
+            self.restart_election_timer(now)
+        self.leader_heard_at = now
 
     def become_follower(self, now: float) -> None:
         if self.leader is not None:

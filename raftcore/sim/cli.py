@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean seconds between membership change requests (default: half the fault interval)",
     )
     p.add_argument("--timeouts", type=_timeouts, help="election MIN:MAX:HEARTBEAT seconds")
+    p.add_argument("--snapshot-every", type=int, help="snapshot every N applied entries (0: never)")
+    p.add_argument("--purge-keep", type=int, help="entries kept after a purge")
+    p.add_argument("--snapshot-lag", type=int, help="lag beyond which a follower gets a snapshot")
+    p.add_argument("--snapshot-chunk", type=int, help="snapshot chunk size in bytes")
+    p.add_argument("--snapshot-window", type=int, help="snapshot chunks in flight")
     p.add_argument("--no-linearizability", action="store_true", help="skip the history check")
     p.add_argument(
         "--keep-going", action="store_true", help="do not stop a run at its first violation"
@@ -135,6 +140,11 @@ def _options(args: argparse.Namespace, seed: int) -> SimOptions:
         "liveness_timeouts": "liveness_timeouts",
         "spares": "spares",
         "churn_interval": "churn_interval",
+        "snapshot_every": "snapshot_every",
+        "purge_keep": "purge_keep",
+        "snapshot_lag": "snapshot_lag_threshold",
+        "snapshot_chunk": "snapshot_chunk_size",
+        "snapshot_window": "snapshot_window",
     }
     for arg, field in simple.items():
         value = getattr(args, arg)

@@ -58,6 +58,8 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import attrs
+
 from raftcore.engine import Engine
 from raftcore.errors import ClientError
 from raftcore.ids import LogId, NodeId
@@ -113,6 +115,12 @@ class Simulation:
         if options is None:
             options = SimOptions()
         self.options = options.resolve() if isinstance(options, SimOptions) else options
+        probe = state_machine()
+        if self.options.snapshot_every and not (
+            callable(getattr(probe, "snapshot", None)) and callable(getattr(probe, "restore", None))
+        ):
+            # A state machine without snapshot() and restore(): no snapshots.
+            self.options = attrs.evolve(self.options, snapshot_every=0)
         opts = self.options
         self.config = opts.config()
         self.codec: KvCodec = codec if codec is not None else TupleKvCodec()
@@ -357,6 +365,7 @@ class Simulation:
         stats = {
             "faults": self.faults.injected,
             "crashes": self.harness.crashes,
+            **self.harness.snapshot_stats,
             "messages_sent": net.sent,
             "messages_delivered": net.delivered,
             "messages_lost": net.lost,

@@ -10,6 +10,14 @@ node's volatile view and become durable after a short random delay, reported
 with one ``IoFlushed`` per flush; ``Apply`` runs on the state machine at once
 and is reported with ``Applied`` a little later, in order; messages get the
 network's delays; timers fire at ``next_deadline``, re-read after each step.
+Snapshots: ``BuildSnapshot`` takes the state machine's bytes at once and
+reports ``SnapshotBuilt`` (the snapshot then durable) a little later, in
+order with ``Applied``; ``SendSnapshotChunk`` reads the chunk from the
+node's durable snapshot (dropped if a newer one replaced it);
+``WriteSnapshotChunk`` collects chunks in memory (a crash loses them);
+``InstallSnapshot`` makes the snapshot durable at once and restores the
+state machine a little later, reporting ``SnapshotInstalled`` (so a crash
+in between restarts from a snapshot newer than the log).
 A node asking to be woken again and again at one instant without progress
 is reported as a busy loop. A paused node's actions wait until it resumes.
 
@@ -34,18 +42,32 @@ import attrs
 from raftcore.commands import (
     AppendLog,
     Apply,
+    BuildSnapshot,
     Command,
+    InstallSnapshot,
+    PurgeLog,
     Respond,
     SaveVote,
     Send,
+    SendSnapshotChunk,
     Stopped,
     TruncateLog,
+    WriteSnapshotChunk,
 )
 from raftcore.config import Config
-from raftcore.entries import EntryKind
+from raftcore.entries import Entry, EntryKind
 from raftcore.errors import RemoteProtocolError
-from raftcore.events import Applied, Event, Initialize, IoFlushed, MessageReceived, Wakeup
-from raftcore.ids import LeaderIdMode, NodeId, Vote, vote_gt
+from raftcore.events import (
+    Applied,
+    Event,
+    Initialize,
+    IoFlushed,
+    MessageReceived,
+    SnapshotBuilt,
+    SnapshotInstalled,
+    Wakeup,
+)
+from raftcore.ids import ZERO_LOG_ID, LeaderIdMode, NodeId, Vote, vote_gt
 from raftcore.membership import Membership
 from raftcore.messages import Message
 from raftcore.sim.answers import AnswerRecord
@@ -54,7 +76,9 @@ from raftcore.sim.kv import StateMachineFactory
 from raftcore.sim.network import SimNetwork
 from raftcore.sim.node import SimEngine, SimNode
 from raftcore.sim.scheduler import Scheduler
+from raftcore.sim.storage import SimSnapshot
 from raftcore.sim.trace import Trace
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Role
 
 __all__ = ["ClientEnd", "Harness", "Mailbox", "ManualTiming"]
@@ -204,6 +228,15 @@ class Harness:
         #: lifts the limit).
         self.step_limit: float = math.inf
         self.on_step_limit: Callable[[], None] | None = None
+        #: The entries each snapshot covers, by id (what an install fills in).
+        self.snapshot_entries: dict[str, tuple[Entry, ...]] = {}
+        self.snapshot_stats = {
+            "snapshots_built": 0,
+            "snapshot_chunks_sent": 0,
+            "snapshot_transfers": 0,
+            "snapshots_installed": 0,
+            "log_purges": 0,
+        }
 
     def violation(self, kind: str, message: str, node: NodeId | None = None) -> None:
         """Report a violation found outside a step (at the current step and time)."""
@@ -293,6 +326,21 @@ class Harness:
                 problem = storage.execute(cmd)
                 if problem:
                     checker.violation("storage-contract", problem)
+            elif isinstance(cmd, PurgeLog):
+                assert node.engine is not None
+                checker.on_purge(nid, cmd.upto, node.engine.committed)
+                self.snapshot_stats["log_purges"] += 1
+                problem = storage.execute(cmd)
+                if problem:
+                    checker.violation("storage-contract", problem)
+            elif isinstance(cmd, BuildSnapshot):
+                self._build_snapshot(node, cmd)
+            elif isinstance(cmd, SendSnapshotChunk):
+                self._send_chunk(node, cmd)
+            elif isinstance(cmd, WriteSnapshotChunk):
+                self._write_chunk(node, cmd)
+            elif isinstance(cmd, InstallSnapshot):
+                self._install_snapshot(node, cmd)
             elif isinstance(cmd, TruncateLog):
                 checker.on_truncate(nid, cmd.since, storage.log_id_at(cmd.since))
                 problem = storage.execute(cmd)
@@ -344,12 +392,107 @@ class Harness:
                     )
                     results[e.log_id.index] = None
                 answers.applied(node, e.data, e.log_id)
-        event = Applied(cmd.entries[-1].log_id, tuple(results.items()))
+        self._in_order(node, self._applied, Applied(cmd.entries[-1].log_id, tuple(results.items())))
+        return results
+
+    def _in_order(self, node: SimNode, action: Callable[..., None], *args: Any) -> None:
+        """Run ``action`` a little later, after the node's earlier ``Applied`` reports."""
         delay = node.rng.uniform(0.0, 0.001) if self.manual is None else self.manual.apply_delay
         t = max(self.sched.now + delay, node.applied_at)
         node.applied_at = t
-        self.sched.push(t, self._applied, (node, node.incarnation, event))
-        return results
+        self.sched.push(t, action, (node, node.incarnation, *args))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _build_snapshot(self, node: SimNode, cmd: BuildSnapshot) -> None:
+        sm = node.sm
+        storage = node.storage
+        idx = cmd.last_log_id.index
+        if storage.log_id_at(idx) != cmd.last_log_id:
+            self.checker.violation("snapshot", f"{cmd!r} names an entry not in the log")
+            return
+        data = sm.snapshot()  # type: ignore[union-attr]
+        node.snapshots_made += 1
+        sid = f"n{node.id}-{node.incarnation}-{node.snapshots_made}"
+        meta = SnapshotMeta(cmd.last_log_id, cmd.membership, sid, len(data))
+        entries = tuple(storage.log[:idx])
+        self.snapshot_entries[sid] = entries
+        self.checker.on_snapshot_state(node.id, cmd.last_log_id, data, kind="built")
+        self._in_order(node, self._snapshot_built, SimSnapshot(meta, data, entries))
+
+    def _snapshot_built(self, node: SimNode, incarnation: int, snap: SimSnapshot) -> None:
+        if incarnation != node.incarnation or not node.alive:
+            return  # the crash came first: the snapshot was never finished
+        if self.sched.hold(node.paused_until, self._snapshot_built, (node, incarnation, snap)):
+            return
+        self._keep_snapshot(node, snap)
+        self.snapshot_stats["snapshots_built"] += 1
+        self.handle(node, SnapshotBuilt(snap.meta))
+
+    def _keep_snapshot(self, node: SimNode, snap: SimSnapshot) -> None:
+        """The snapshot store keeps the newest snapshot."""
+        old = node.storage.snapshot
+        if old is None or old.meta.last_log_id.index < snap.meta.last_log_id.index:
+            node.storage.snapshot = snap
+
+    def _send_chunk(self, node: SimNode, cmd: SendSnapshotChunk) -> None:
+        snap = node.storage.snapshot
+        m = cmd.message
+        if snap is None or snap.meta != m.meta:
+            return  # replaced by a newer one: the engine moves on to that
+        if m.offset == 0:
+            self.snapshot_stats["snapshot_transfers"] += 1
+        self.snapshot_stats["snapshot_chunks_sent"] += 1
+        self._send(node, cmd.to, m._replace(data=snap.data[m.offset : m.offset + cmd.length]))
+
+    def _write_chunk(self, node: SimNode, cmd: WriteSnapshotChunk) -> None:
+        r = node.receiving
+        if cmd.offset == 0:
+            r = node.receiving = (cmd.meta, bytearray())
+        if r is None or r[0] != cmd.meta or len(r[1]) != cmd.offset:
+            got = "nothing" if r is None else f"{len(r[1])} bytes of {r[0].snapshot_id}"
+            self.checker.violation(
+                "snapshot", f"chunk of {cmd.meta.snapshot_id} at {cmd.offset} after {got}"
+            )
+            return
+        r[1].extend(cmd.data)
+
+    def _install_snapshot(self, node: SimNode, cmd: InstallSnapshot) -> None:
+        r = node.receiving
+        meta = cmd.meta
+        if r is None or r[0] != meta or len(r[1]) != meta.size:
+            self.checker.violation("snapshot", f"install of {meta.snapshot_id}, not all written")
+            return
+        node.receiving = None
+        entries = self.snapshot_entries.get(meta.snapshot_id)
+        if entries is None:
+            self.checker.violation("snapshot", f"install of {meta.snapshot_id}, never built")
+            return
+        snap = SimSnapshot(meta, bytes(r[1]), entries)
+        self._keep_snapshot(node, snap)  # finished: durable before the state machine has it
+        self._in_order(node, self._snapshot_installed, snap)
+
+    def _snapshot_installed(self, node: SimNode, incarnation: int, snap: SimSnapshot) -> None:
+        if incarnation != node.incarnation or not node.alive:
+            return
+        if self.sched.hold(node.paused_until, self._snapshot_installed, (node, incarnation, snap)):
+            return
+        self._restore(node, snap, "installed")
+        self.snapshot_stats["snapshots_installed"] += 1
+        self.handle(node, SnapshotInstalled(snap.meta))
+
+    def _restore(self, node: SimNode, snap: SimSnapshot, kind: str) -> None:
+        """Replace ``node``'s state machine with ``snap`` and tell the checker."""
+        sm = node.sm
+        assert sm is not None
+        lid = snap.meta.last_log_id
+        sm.restore(snap.data, lid)  # type: ignore[attr-defined]
+        self.checker.at(self.steps, self.sched.now, node.id)
+        state = sm.snapshot()  # type: ignore[attr-defined]
+        self.checker.on_snapshot_state(node.id, lid, state, kind=kind)
+        for e in snap.entries:
+            if e.kind is EntryKind.NORMAL:
+                self.answers.applied(node, e.data, e.log_id)
 
     def _respond(self, node: SimNode, cmd: Respond) -> None:
         if self.answers.answered(node, cmd):
@@ -447,12 +590,19 @@ class Harness:
         node.incarnation += 1
         node.sm = self.sm_factory()
         node.applied_data = set()
+        node.receiving = None
         local = node.local(self.sched.now)
+        recovered = node.storage.recovered_state()
+        snap = node.storage.snapshot
+        if snap is not None:
+            # The state machine starts from the latest snapshot.
+            self._restore(node, snap, "restored")
+            recovered = attrs.evolve(recovered, applied=snap.meta.last_log_id)
         try:
             node.engine = self.engine_factory(
                 node.id,
                 self.config,
-                node.storage.recovered_state(),
+                recovered,
                 node.rng.fork(f"engine-{node.incarnation}"),
                 now=local,
             )
@@ -466,7 +616,9 @@ class Harness:
         node.timer_token += 1
         node.wake_count = 0
         self.checker.at(self.steps, self.sched.now, node.id)
-        self.checker.on_restart(node.id, node.engine.vote)
+        self.checker.on_restart(
+            node.id, node.engine.vote, snap.meta.last_log_id if snap is not None else ZERO_LOG_ID
+        )
         self._arm_timer(node, woke=False)
 
     def crash(self, node: SimNode, keep: int | None = None) -> None:

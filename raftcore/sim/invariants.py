@@ -269,6 +269,8 @@ class InvariantChecker:
         self._leader_of_id: dict[tuple[int, NodeId], NodeId] = {}
         self._leader_of_term: dict[int, NodeId] = {}
         self._results: dict[int, Any] = {}
+        #: The state machine's bytes at a log index, as the first node seen there had it.
+        self._states: dict[int, bytes] = {}
         #: ``(leader id, index)`` per advance of the global commit point: the
         #: leader under which the prefix up to ``index`` became committed.
         self._commit_marks: list[tuple[tuple[int, NodeId], int]] = []
@@ -437,8 +439,9 @@ class InvariantChecker:
 
     # -- engine state -------------------------------------------------------------
 
-    def on_restart(self, node: NodeId, vote: Vote) -> None:
-        """A new incarnation of ``node`` started with ``vote``."""
+    def on_restart(self, node: NodeId, vote: Vote, applied: LogId = ZERO_LOG_ID) -> None:
+        """A new incarnation of ``node`` started with ``vote``, its state
+        machine restored up to ``applied`` (its latest snapshot)."""
         t = self._track(node)
         if not vote_ge(vote, t.durable_vote, self.mode):
             self.violation(
@@ -448,7 +451,7 @@ class InvariantChecker:
             )
         t.vote = vote
         t.committed = ZERO_LOG_ID
-        t.applied_index = 0
+        t.applied_index = applied.index
         t.is_leader = False
         self._overlap_dirty = True
 
@@ -821,6 +824,56 @@ class InvariantChecker:
             f"the durable log {holds}",
             node,
         )
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def on_snapshot_state(self, node: NodeId, lid: LogId, state: bytes, *, kind: str) -> None:
+        """``node``'s state machine at ``lid``, as bytes: ``built`` into a
+        snapshot, ``installed`` from a leader's, or ``restored`` on restart.
+
+        Every node's state at one index must be the same (an installed
+        snapshot equals what the others had there), and an install never
+        moves a state machine backwards.
+        """
+        self.checks += 1
+        t = self._track(node)
+        idx = lid.index
+        if kind == "installed":
+            if idx < t.applied_index:
+                self.violation(
+                    "apply-monotonic",
+                    f"installed a snapshot at {lid} after applying up to {t.applied_index}",
+                    node,
+                )
+            t.applied_index = idx
+            committed = self.committed
+            if idx > len(committed) or committed[idx - 1] != lid:
+                have = committed[idx - 1] if idx <= len(committed) else "nothing committed"
+                self.violation(
+                    "snapshot", f"installed a snapshot at {lid}; the log has {have} there", node
+                )
+        first = self._states.setdefault(idx, state)
+        if first != state:
+            self.violation(
+                "snapshot-state",
+                f"state machine at {lid} ({kind}) differs from another node's there",
+                node,
+            )
+
+    def on_purge(self, node: NodeId, upto: LogId, own_committed: LogId) -> None:
+        """Only committed entries are ever purged (no quorum can need them):
+        ``upto`` is in the committed prefix and within the node's own commit
+        index (``own_committed``, after the step that purges)."""
+        self.checks += 1
+        idx = upto.index
+        committed = self.committed
+        if idx > len(committed) or committed[idx - 1] != upto or idx > own_committed.index:
+            self.violation(
+                "purge-uncommitted",
+                f"purged up to {upto}; committed here: {own_committed}, "
+                f"anywhere: {committed[-1] if committed else 'nothing'}",
+                node,
+            )
 
     def on_apply(self, node: NodeId, entries: tuple[Entry, ...], results: dict[int, Any]) -> None:
         """``node`` applied ``entries`` (in order); ``results`` by index for NORMAL ones."""

@@ -41,7 +41,14 @@ import attrs
 
 from raftcore.engine import Engine
 from raftcore.errors import ClientError
-from raftcore.events import ChangeMembership, ClientWrite, TriggerElection, TriggerHeartbeat
+from raftcore.events import (
+    ChangeMembership,
+    ClientWrite,
+    TriggerElection,
+    TriggerHeartbeat,
+    TriggerPurge,
+    TriggerSnapshot,
+)
 from raftcore.ids import LeaderIdMode, LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.messages import Message
@@ -114,6 +121,11 @@ class SimControl:
         election_timeout_min: float = 0.150,
         election_timeout_max: float = 0.300,
         heartbeat_interval: float = 0.050,
+        snapshot_every: int = 0,
+        purge_keep: int = 0,
+        snapshot_lag_threshold: int = 0,
+        snapshot_chunk_size: int = 64,
+        snapshot_window: int = 2,
         timing: ManualTiming | None = None,
         state_machine: StateMachineFactory = KvStateMachine,
         codec: KvCodec | None = None,
@@ -135,6 +147,11 @@ class SimControl:
             election_timeout_max=election_timeout_max,
             heartbeat_interval=heartbeat_interval,
             stop_on_violation=False,
+            snapshot_every=snapshot_every,
+            purge_keep=purge_keep,
+            snapshot_lag_threshold=snapshot_lag_threshold,
+            snapshot_chunk_size=snapshot_chunk_size,
+            snapshot_window=snapshot_window,
         )
         self.timing = timing if timing is not None else ManualTiming()
         self.sim = Simulation(
@@ -336,6 +353,17 @@ class SimControl:
         n = self.sim.nodes[node]
         if n.alive:
             self.sim.harness.handle(n, TriggerHeartbeat())
+
+    def trigger_snapshot(self, node: NodeId) -> None:
+        """The node snapshots what it applied (with ``snapshot_every=0`` too)."""
+        n = self.sim.nodes[node]
+        if n.alive:
+            self.sim.harness.handle(n, TriggerSnapshot())
+
+    def trigger_purge(self, node: NodeId, upto: int) -> None:
+        n = self.sim.nodes[node]
+        if n.alive:
+            self.sim.harness.handle(n, TriggerPurge(upto))
 
     # -- clients -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from raftcore.membership import Membership
 from raftcore.sim.kv import StateMachine
 from raftcore.sim.rng import Rng
 from raftcore.sim.storage import SimStorage
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Metrics, Role
 
 __all__ = ["SimEngine", "SimNode", "StorageView"]
@@ -62,8 +63,10 @@ class SimNode:
         "incarnation",
         "offset",
         "paused_until",
+        "receiving",
         "rng",
         "sm",
+        "snapshots_made",
         "stopped",
         "storage",
         "timer_local",
@@ -100,6 +103,9 @@ class SimNode:
         self.client_queue: list[tuple[Hashable, Any]] = []
         self.wake_time = -1.0
         self.wake_count = 0
+        #: A snapshot arriving from the leader (lost on a crash); snapshots built.
+        self.receiving: tuple[SnapshotMeta, bytearray] | None = None
+        self.snapshots_made = 0
 
     def local(self, t: float) -> float:
         """What this node's clock reads at virtual time ``t``."""

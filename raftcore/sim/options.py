@@ -30,6 +30,11 @@ _FLAG_ATTRS = {
     "--client-timeout": "client_timeout",
     "--liveness-timeouts": "liveness_timeouts",
     "--spares": "spares",
+    "--snapshot-every": "snapshot_every",
+    "--purge-keep": "purge_keep",
+    "--snapshot-lag": "snapshot_lag_threshold",
+    "--snapshot-chunk": "snapshot_chunk_size",
+    "--snapshot-window": "snapshot_window",
 }
 
 
@@ -114,6 +119,14 @@ class SimOptions:
     #: Mean virtual seconds between membership change requests (with ``churn``;
     #: ``None``: half the fault interval).
     churn_interval: float | None = None
+    #: Snapshots: build every N applied entries (``0``: never), entries kept
+    #: after a purge, the lag beyond which a follower gets a snapshot, chunk
+    #: size and chunks in flight. ``None``: the seed chooses.
+    snapshot_every: int | None = None
+    purge_keep: int | None = None
+    snapshot_lag_threshold: int | None = None
+    snapshot_chunk_size: int | None = None
+    snapshot_window: int | None = None
 
     def resolve(self) -> ResolvedOptions:
         """Fill the open options from the seed."""
@@ -128,6 +141,11 @@ class SimOptions:
         d_interval = round(r.uniform(0.15, 0.8), 3)
         d_loss = r.choice((0.0, 0.005, 0.02))
         d_dup = r.choice((0.0, 0.005, 0.02))
+        d_snapshot_every = r.choice((3, 10, 30, 100, 300))
+        d_purge_keep = r.choice((0, 1, 5, 20, 100))
+        d_snapshot_lag = r.choice((0, 5, 50, 1000))
+        d_chunk = r.choice((3, 16, 100, 4096))
+        d_window = r.choice((1, 2, 4))
         nodes = self.nodes if self.nodes is not None else d_nodes
         if nodes < 1:
             raise ValueError(f"nodes must be >= 1, got {nodes}")
@@ -161,7 +179,16 @@ class SimOptions:
             stop_on_violation=self.stop_on_violation,
             spares=spares,
             churn_interval=self.churn_interval or default_churn_interval(interval),
+            snapshot_every=_pick(self.snapshot_every, d_snapshot_every),
+            purge_keep=_pick(self.purge_keep, d_purge_keep),
+            snapshot_lag_threshold=_pick(self.snapshot_lag_threshold, d_snapshot_lag),
+            snapshot_chunk_size=_pick(self.snapshot_chunk_size, d_chunk),
+            snapshot_window=_pick(self.snapshot_window, d_window),
         )
+
+
+def _pick(given: int | None, drawn: int) -> int:
+    return given if given is not None else drawn
 
 
 @attrs.frozen(kw_only=True)
@@ -191,6 +218,12 @@ class ResolvedOptions:
     stop_on_violation: bool
     spares: int = 0
     churn_interval: float = 0.5
+    #: ``0``: no snapshots.
+    snapshot_every: int = 0
+    purge_keep: int = 0
+    snapshot_lag_threshold: int = 0
+    snapshot_chunk_size: int = 1 << 20
+    snapshot_window: int = 4
 
     @property
     def churn(self) -> bool:
@@ -205,6 +238,11 @@ class ResolvedOptions:
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
             max_entries_per_append=self.max_entries_per_append,
+            snapshot_every=self.snapshot_every or None,
+            purge_keep=self.purge_keep,
+            snapshot_lag_threshold=self.snapshot_lag_threshold,
+            snapshot_chunk_size=self.snapshot_chunk_size,
+            snapshot_window=self.snapshot_window,
         )
 
     def faults_spec(self) -> str:
@@ -231,6 +269,11 @@ class ResolvedOptions:
             "clients": self.clients,
             "keys": self.keys,
             "spares": self.spares,
+            "snapshot_every": self.snapshot_every,
+            "purge_keep": self.purge_keep,
+            "snapshot_lag": self.snapshot_lag_threshold,
+            "snapshot_chunk": self.snapshot_chunk_size,
+            "snapshot_window": self.snapshot_window,
         }
 
     def describe(self) -> str:
@@ -243,6 +286,13 @@ class ResolvedOptions:
             f"loss={self.loss} dup={self.dup}"
             + (f" spares={self.spares}" if self.spares else "")
             + (f" churn_interval={self.churn_interval}" if self.churn else "")
+            + (
+                f" snapshot_every={self.snapshot_every} purge_keep={self.purge_keep} "
+                f"snapshot_lag={self.snapshot_lag_threshold} "
+                f"chunk={self.snapshot_chunk_size} window={self.snapshot_window}"
+                if self.snapshot_every
+                else " snapshots=off"
+            )
         )
 
     def cli_args(self) -> list[str]:
@@ -276,6 +326,11 @@ class ResolvedOptions:
             ("--client-timeout", self.client_timeout),
             ("--liveness-timeouts", self.liveness_timeouts),
             ("--spares", self.spares),
+            ("--snapshot-every", self.snapshot_every),
+            ("--purge-keep", self.purge_keep),
+            ("--snapshot-lag", self.snapshot_lag_threshold),
+            ("--snapshot-chunk", self.snapshot_chunk_size),
+            ("--snapshot-window", self.snapshot_window),
         ]
         for flag, value in extra:
             attr = _FLAG_ATTRS[flag]

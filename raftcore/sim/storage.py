@@ -21,18 +21,37 @@ invariant checker, and keeps the membership entries of each view in order
 
 Manual driving (``raftcore.sim.manual``) takes the randomness out: ``flush``
 and ``crash`` accept an exact count of pending writes to persist.
+
+Snapshots: ``snapshot`` is the latest durable one (it survives crashes);
+a purge only moves ``purged`` (and ``durable_purged``), and the entries stay
+in the lists so the invariant checker can still see what each index held.
+A purge that an install makes past a log that does not continue the
+snapshot fills the log with the snapshot's entries (the simulator knows
+which entries a snapshot covers), so every view stays indexed from 1.
 """
 
 from __future__ import annotations
 
-from raftcore.commands import AppendLog, SaveVote, StorageCommand, TruncateLog
+from typing import NamedTuple
+
+from raftcore.commands import AppendLog, PurgeLog, SaveVote, StorageCommand, TruncateLog
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId, NodeId, Vote
 from raftcore.membership import Membership
 from raftcore.sim.rng import Rng
+from raftcore.snapshots import SnapshotMeta
 from raftcore.state import RecoveredState
 
-__all__ = ["FlushTiming", "SimStorage"]
+__all__ = ["FlushTiming", "SimSnapshot", "SimStorage"]
+
+
+class SimSnapshot(NamedTuple):
+    """A durable snapshot: its meta, its bytes, and (the simulator being
+    omniscient) the entries it covers."""
+
+    meta: SnapshotMeta
+    data: bytes
+    entries: tuple[Entry, ...]
 
 
 class FlushTiming:
@@ -68,11 +87,24 @@ def _cut_memberships(mems: MembershipLog, since: int) -> None:
         mems.pop()
 
 
-def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand, mems: MembershipLog) -> Vote:
+def _apply(
+    log: list[Entry],
+    vote: Vote,
+    cmd: StorageCommand,
+    mems: MembershipLog,
+    fills: dict[int, tuple[Entry, ...]],
+) -> Vote:
     """Execute ``cmd`` on ``(log, vote)``; the log and its membership list
-    ``mems`` are changed in place."""
+    ``mems`` are changed in place. ``fills``: the entries a purge puts under
+    its index (by io id; see the module docstring)."""
     if isinstance(cmd, SaveVote):
         return cmd.vote
+    if isinstance(cmd, PurgeLog):
+        fill = fills.get(cmd.io_id)
+        if fill is not None:
+            log[: len(fill)] = fill
+            mems[:] = [(e.log_id, e.data) for e in log if e.kind is _MEMBERSHIP]
+        return vote
     if isinstance(cmd, AppendLog):
         if cmd.entries:
             first = cmd.entries[0].log_id.index
@@ -90,7 +122,7 @@ def _apply(log: list[Entry], vote: Vote, cmd: StorageCommand, mems: MembershipLo
 
 
 class SimStorage:
-    """The log store and vote store of one simulated node (no snapshots yet)."""
+    """The log store, vote store and snapshot store of one simulated node."""
 
     def __init__(self, node_id: NodeId, rng: Rng, timing: FlushTiming | None = None) -> None:
         self.node_id = node_id
@@ -104,6 +136,12 @@ class SimStorage:
         #: Membership entries of the volatile and the durable log, ascending.
         self.memberships: MembershipLog = []
         self.durable_memberships: MembershipLog = []
+        #: The purge points of the volatile and the durable view.
+        self.purged: LogId = ZERO_LOG_ID
+        self.durable_purged: LogId = ZERO_LOG_ID
+        #: The latest durable snapshot (kept across crashes).
+        self.snapshot: SimSnapshot | None = None
+        self._fills: dict[int, tuple[Entry, ...]] = {}
         #: Bumped on every crash: flushes scheduled before it must be dropped.
         self.epoch = 0
         self.flush_scheduled = False
@@ -137,8 +175,21 @@ class SimStorage:
         return self.log[-1].log_id if self.log else ZERO_LOG_ID
 
     def recovered_state(self) -> RecoveredState:
-        """What a restarted node sees: the durable view only."""
-        return RecoveredState(vote=self.durable_vote, entries=tuple(self.durable_log))
+        """What a restarted node sees: the durable view only (``applied`` is
+        the state machine's: the harness fills it in)."""
+        p = self.durable_purged
+        membership = None
+        if p.index:
+            membership = next(
+                (m for m in reversed(self.durable_memberships) if m[0].index <= p.index), None
+            )
+        return RecoveredState(
+            vote=self.durable_vote,
+            entries=tuple(self.durable_log[p.index :]),
+            last_purged=p,
+            membership=membership,
+            snapshot=self.snapshot.meta if self.snapshot is not None else None,
+        )
 
     # -- commands ------------------------------------------------------------
 
@@ -160,12 +211,28 @@ class SimStorage:
                     if b.log_id.index != a.log_id.index + 1:
                         problem = f"AppendLog entries not contiguous: {a.log_id} then {b.log_id}"
                         break
-        elif isinstance(cmd, TruncateLog) and problem is None and cmd.since < 1:
-            problem = f"TruncateLog since={cmd.since} < 1"
-        self.vote = _apply(self.log, self.vote, cmd, self.memberships)
+        elif isinstance(cmd, TruncateLog) and problem is None and cmd.since <= self.purged.index:
+            problem = f"TruncateLog since={cmd.since} reaches the purged prefix {self.purged}"
+        elif isinstance(cmd, PurgeLog) and problem is None:
+            problem = self._plan_purge(cmd)
+        self.vote = _apply(self.log, self.vote, cmd, self.memberships, self._fills)
         self.pending.append(cmd)
         self.writes += 1
         return problem
+
+    def _plan_purge(self, cmd: PurgeLog) -> str | None:
+        upto = cmd.upto
+        if upto.index <= self.purged.index:
+            return f"PurgeLog({upto}) does not pass the purge point {self.purged}"
+        self.purged = upto
+        if self.log_id_at(upto.index) == upto:
+            return None
+        # Past a log that does not hold ``upto``: the snapshot installed must cover it.
+        snap = self.snapshot
+        if snap is None or snap.meta.last_log_id != upto:
+            return f"PurgeLog({upto}) past the log, with no snapshot ending there"
+        self._fills[cmd.io_id] = snap.entries
+        return None
 
     def next_flush_delay(self) -> float:
         t = self.timing
@@ -176,8 +243,11 @@ class SimStorage:
     def _persist(self, cmds: list[StorageCommand]) -> None:
         for cmd in cmds:
             self.durable_vote = _apply(
-                self.durable_log, self.durable_vote, cmd, self.durable_memberships
+                self.durable_log, self.durable_vote, cmd, self.durable_memberships, self._fills
             )
+            if isinstance(cmd, PurgeLog) and cmd.upto.index > self.durable_purged.index:
+                self.durable_purged = cmd.upto
+                self._fills.pop(cmd.io_id, None)
 
     def flush(self, count: int | None = None) -> list[StorageCommand]:
         """Make a prefix of the pending commands durable (usually all of them).
@@ -217,6 +287,8 @@ class SimStorage:
         self.vote = self.durable_vote
         self.log = list(self.durable_log)
         self.memberships = list(self.durable_memberships)
+        self.purged = self.durable_purged
+        self._fills.clear()
         self.epoch += 1
         self.flush_scheduled = False
         self.last_io_id = 0

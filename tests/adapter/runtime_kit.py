@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import cbor2
 import trio
 
 from raftcore.adapters import asyncio_node, trio_node
@@ -24,7 +25,7 @@ from raftcore.config import Config
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import ZERO_LOG_ID, LogId, NodeId
 from raftcore.state import Metrics, Role
-from raftcore.storage import LogStore
+from raftcore.storage import LogStore, SnapshotStore
 
 T = TypeVar("T")
 
@@ -44,6 +45,14 @@ class ListStateMachine:
 
     def __init__(self) -> None:
         self.items: list[Any] = []
+        self.restored: LogId | None = None
+
+    def snapshot(self) -> bytes:
+        return cbor2.dumps(self.items)
+
+    def restore(self, data: bytes, last_log_id: LogId) -> None:
+        self.items = cbor2.loads(data)
+        self.restored = last_log_id
 
     def apply(self, entries: Sequence[Entry]) -> list[tuple[int, Any]]:
         out = []
@@ -73,7 +82,13 @@ class Kit:
         raise NotImplementedError
 
     def open_node(
-        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+        self,
+        node_id: NodeId,
+        store: LogStore,
+        sm: Any,
+        transport: Any,
+        config: Config = CONFIG,
+        snapshot_store: SnapshotStore | None = None,
     ) -> Any:
         raise NotImplementedError
 
@@ -113,9 +128,17 @@ class AsyncioKit(Kit):
         asyncio.run(main())
 
     def open_node(
-        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+        self,
+        node_id: NodeId,
+        store: LogStore,
+        sm: Any,
+        transport: Any,
+        config: Config = CONFIG,
+        snapshot_store: SnapshotStore | None = None,
     ) -> Any:
-        return asyncio_node.open_node(node_id, config, store, sm, transport)
+        return asyncio_node.open_node(
+            node_id, config, store, sm, transport, snapshot_store=snapshot_store
+        )
 
     def tcp(self, node_id: NodeId, addrs: dict[NodeId, str], **kw: Any) -> Any:
         peers = {n: a for n, a in addrs.items() if n != node_id}
@@ -195,9 +218,17 @@ class TrioKit(Kit):
         return node, close
 
     def open_node(
-        self, node_id: NodeId, store: LogStore, sm: Any, transport: Any, config: Config = CONFIG
+        self,
+        node_id: NodeId,
+        store: LogStore,
+        sm: Any,
+        transport: Any,
+        config: Config = CONFIG,
+        snapshot_store: SnapshotStore | None = None,
     ) -> Any:
-        return trio_node.open_node(node_id, config, store, sm, transport)
+        return trio_node.open_node(
+            node_id, config, store, sm, transport, snapshot_store=snapshot_store
+        )
 
     def tcp(self, node_id: NodeId, addrs: dict[NodeId, str], **kw: Any) -> Any:
         peers = {n: a for n, a in addrs.items() if n != node_id}
@@ -255,6 +286,8 @@ class Cluster:
         # Held open together while chosen, so no two nodes get the same port.
         self.addrs = {n: f"127.0.0.1:{p}" for n, p in zip(ids, free_ports(len(ids)), strict=True)}
         self.stores: dict[NodeId, LogStore] = {n: MemoryLogStore() for n in ids}
+        #: Each node's snapshot store (none: the node takes no snapshots).
+        self.snapshots: dict[NodeId, SnapshotStore] = {}
         self.sms: dict[NodeId, ListStateMachine] = {}
         self.nodes: dict[NodeId, Any] = {}
         self._closers: dict[NodeId, Callable[[], Awaitable[None]]] = {}
@@ -263,12 +296,20 @@ class Cluster:
         return self.kit.tcp(n, self.addrs) if self.tcp else self.net.transport(n)
 
     async def start(
-        self, n: NodeId, store: LogStore | None = None, sm: ListStateMachine | None = None
+        self,
+        n: NodeId,
+        store: LogStore | None = None,
+        sm: ListStateMachine | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> Any:
         if store is not None:
             self.stores[n] = store
+        if snapshots is not None:
+            self.snapshots[n] = snapshots
         self.sms[n] = sm if sm is not None else ListStateMachine()
-        cm = self.kit.open_node(n, self.stores[n], self.sms[n], self.transport(n), self.config)
+        cm = self.kit.open_node(
+            n, self.stores[n], self.sms[n], self.transport(n), self.config, self.snapshots.get(n)
+        )
         self.nodes[n], self._closers[n] = await self.kit.enter(cm)
         return self.nodes[n]
 

@@ -408,6 +408,10 @@ class FakeNode:
         m = self.metrics()
         return {n: ReplicationStatus(lid, 0.01, "replicating") for n, lid in m.replication.items()}
 
+    async def trigger_snapshot(self, *, timeout: float = 60.0) -> LogId | None:
+        self.m = attrs.evolve(self.m, snapshot=self.m.applied, last_purged=LogId(1, 1, 1))
+        return self.m.applied
+
     def metrics(self) -> Metrics:
         if self.metrics_error is not None:
             raise self.metrics_error
@@ -501,6 +505,21 @@ def test_status_is_json() -> None:
     assert s["membership"]["voters"] == [[1, 2, 3]]
     assert s["replication"] == {"2": {"term": 2, "node_id": 1, "index": 9}}
     assert s["keys"] == 1 and s["extra"]["transport"] == {"sent": 3}
+    assert s["snapshot"] is None and s["last_purged"] == {"term": 0, "node_id": 0, "index": 0}
+    assert s["snapshots"] == {"built": 0, "installed": 0}
+
+
+def test_post_snapshot_snapshots_this_node_and_status_reports_it() -> None:
+    node = FakeNode(metrics(Role.FOLLOWER, 2))
+    r = call(node, req("POST", "/snapshot"))
+    applied = {"term": 2, "node_id": 2, "index": 10}
+    assert (r.status, r.json_body()) == (
+        200,
+        {"snapshot": applied, "last_purged": {"term": 1, "node_id": 1, "index": 1}},
+    )
+    assert call(node, req("GET", "/status")).json_body()["snapshot"] == applied
+    r = call(node, req("GET", "/snapshot"))
+    assert r.status == 405 and r.header("allow") == "POST"
 
 
 @pytest.mark.parametrize(
