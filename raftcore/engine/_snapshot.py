@@ -79,8 +79,12 @@ def discard_covered_log(s: NodeState, meta: SnapshotMeta) -> None:
     log = s.log
     if idx <= log.last_purged.index:
         return
-    if log.log_id_at(idx) != lid and log.last_index > idx:
-        s.truncate(idx + 1)
+    if log.log_id_at(idx) != lid:
+        # The log does not continue the snapshot: none of it is kept, and no
+        # acknowledgement of it may leave any more.
+        s.drop_gated_acks(log.first_index)
+        if log.last_index > idx:
+            s.truncate(idx + 1)
     s.purge(lid)
     assert meta.membership is not None
     s.memberships = [meta.membership] + [m for m in s.memberships if m[0].index > idx]

@@ -152,19 +152,7 @@ class NodeState:
         self.log.truncate(since)
         new_last = self.log.last_log_id()
         self.io.clamp(since, new_last)
-        if self.gated:
-            # An acknowledgement still waiting for its flush must not claim an
-            # entry this truncation replaces: by the time it could be sent,
-            # the durable log holds a different entry at that index.
-            self.gated = deque(
-                (io, s)
-                for io, s in self.gated
-                if not (
-                    type(s.message) is AppendResponse
-                    and s.message.success
-                    and s.message.matching.index >= since
-                )
-            )
+        self.drop_gated_acks(since)
         io_id = self.io.issue(self.vote, new_last)
         self.out.append(TruncateLog(io_id, since))
         ms = self.memberships
@@ -185,6 +173,22 @@ class NodeState:
         if keep:
             # The one in effect at ``upto`` stays: it is the snapshot's.
             del ms[:keep]
+
+    def drop_gated_acks(self, since: int) -> None:
+        """Drop acknowledgements, still waiting for a flush, of entries at or
+        after ``since``: the log no longer holds them (a truncation or a
+        snapshot install replaced them), so by the time one could be sent
+        the durable log holds something else there."""
+        if self.gated:
+            self.gated = deque(
+                (io, s)
+                for io, s in self.gated
+                if not (
+                    type(s.message) is AppendResponse
+                    and s.message.success
+                    and s.message.matching.index >= since
+                )
+            )
 
     # -- membership --------------------------------------------------------
 

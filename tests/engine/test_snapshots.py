@@ -24,6 +24,7 @@ from helpers import (
 )
 
 from raftcore import (
+    AppendLog,
     AppendRequest,
     AppendResponse,
     Applied,
@@ -340,6 +341,24 @@ def test_install_discards_a_log_that_does_not_hold_the_snapshots_last_entry() ->
     assert (mt.committed, mt.applied, mt.snapshot) == (LogId(2, 3, 3),) * 3
     assert flush(e, 1.0) == [
         Send(3, InstallSnapshotResponse(Vote(2, 3, True), "s1", 1, True, LogId(2, 3, 3), 5, 1.0))
+    ]
+
+
+def test_an_ack_waiting_for_its_flush_is_dropped_when_an_install_discards_its_entry() -> None:
+    """Regression (simulator seed 308): the follower acknowledged entry 5 of
+    an old leader (the ack waits for the append's flush), then installed a
+    newer leader's snapshot of index 6 whose log has another entry at 5.
+    The old ack must never leave: the log no longer holds that entry."""
+    e = follower()
+    flush(e)
+    out = recv(e, 1, AppendRequest(L, LogId(1, 1, 4), (w(5),), 2, 3, 1.0), 1.0)
+    assert out == [AppendLog(e.io.issued, (w(5),))]  # its ack is gated on the flush
+    new = Vote(2, 3, True)
+    meta = snap(LogId(2, 3, 6), size=1)
+    recv(e, 3, InstallSnapshotRequest(new, meta, 0, b"x", 9, 1.0), 1.0)
+    e.handle(SnapshotInstalled(meta), 1.0)
+    assert flush(e, 1.0) == [
+        Send(3, InstallSnapshotResponse(new, "s1", 1, True, LogId(2, 3, 6), 9, 1.0))
     ]
 
 
