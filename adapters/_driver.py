@@ -253,6 +253,14 @@ class Driver:
         recovered = attrs.evolve(
             log_store.load(), **self._recover_snapshot(state_machine, snapshot_store, log)
         )
+        if recovered.applied.index < recovered.last_purged.index:
+            raise ConfigError(
+                "snapshot_store",
+                f"the log is purged up to {recovered.last_purged} but no snapshot covers it "
+                f"(latest: {recovered.snapshot.last_log_id if recovered.snapshot else 'none'}): "
+                "the state before it is gone. Was the snapshot directory deleted? Recover "
+                "this node as one that lost its disk (docs/kv-service.md)",
+            )
         self.engine = Engine(node_id, config, recovered, rng, now=now)
         self.node_id = node_id
         self.log_store = log_store
@@ -537,6 +545,10 @@ class Driver:
         return execute_state_machine(self.state_machine, self.snapshot_store, work, chunk)
 
     def apply_done(self, events: list[Event]) -> None:
+        for ev in events:
+            if type(ev) is SnapshotInstalled:
+                lid, size = ev.meta.last_log_id, ev.meta.size
+                self.log.info("installed the leader's snapshot %s (%d bytes)", lid, size)
         self.inbox.extend(events)
 
     # -- observation -----------------------------------------------------------------

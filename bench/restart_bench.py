@@ -53,6 +53,11 @@ class TimedKV(KVStateMachine):
         TimedKV.restore_seconds += time.perf_counter() - t
 
 
+def _size(root: str, name: str) -> int:
+    path = os.path.join(root, name)
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
 def _stores(root: str) -> tuple[SqliteLogStore, FileSnapshotStore]:
     return (
         SqliteLogStore(os.path.join(root, "raft.sqlite3")),
@@ -124,7 +129,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 "keys": args.keys,
                 **history,
                 "snapshot_mb": round(snap_bytes / 1e6, 2),
-                "db_mb": round(os.path.getsize(os.path.join(root, "raft.sqlite3")) / 1e6, 2),
+                "db_mb": round(_size(root, "raft.sqlite3") / 1e6, 2),
+                "db_wal_mb": round(_size(root, "raft.sqlite3-wal") / 1e6, 2),
                 "restart_s_median": statistics.median(r["restart_s"] for r in runs),
                 "snapshot_load_s_median": statistics.median(r["snapshot_load_s"] for r in runs),
                 "restart_minus_snapshot_s_median": statistics.median(

@@ -20,7 +20,7 @@ from raftcore.adapters.storage import (
     SqliteLogStore,
 )
 from raftcore.config import Config
-from raftcore.errors import LocalProtocolError
+from raftcore.errors import ConfigError, LocalProtocolError
 from raftcore.membership import AddVoters
 
 RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
@@ -186,5 +186,27 @@ def test_trigger_snapshot_without_a_snapshot_store_is_a_clear_error(kit: Kit) ->
                 await c.nodes[1].trigger_snapshot()
         finally:
             await c.stop(1)
+
+    kit.run(scenario)
+
+
+@RUNTIMES
+def test_a_purged_log_without_its_snapshot_is_refused_with_a_clear_error(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """An operator deleted the snapshot directory: the node does not start
+    on a log whose beginning is gone, and says so in one line."""
+
+    async def scenario(kit: Kit) -> None:
+        with kit.fail_after(WAIT * 2):
+            c = Cluster(kit, [1], tcp=False, config=SNAP)
+            db = tmp_path / "1.sqlite3"
+            await c.start(1, SqliteLogStore(db), snapshots=FileSnapshotStore(tmp_path / "s"))
+            await c.nodes[1].initialize({1: c.addrs[1]})
+            await write(c, [f"v{i}" for i in range(40)])
+            assert c.nodes[1].metrics().last_purged.index > 0
+            await c.stop(1)
+            with pytest.raises(ConfigError, match="no snapshot covers it"):
+                await c.start(1, SqliteLogStore(db), snapshots=FileSnapshotStore(tmp_path / "x"))
 
     kit.run(scenario)
