@@ -9,6 +9,7 @@ from typing import Any
 
 from raftcore.engine._apply import advance_apply
 from raftcore.engine._membership import after_leader_commit
+from raftcore.engine._progress import Progress
 from raftcore.engine._replication import heartbeat, leader_append, replicate
 from raftcore.engine._roles import CandidateState, LeaderState
 from raftcore.engine._snapshot import purge_if_due
@@ -57,18 +58,28 @@ def on_client_writes(
     leader_append(s, ld, entries, now, normal_only=True)
 
 
-def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: float) -> None:
-    if resp.vote != s.vote:
-        c = compare_votes(resp.vote, s.vote, s.config.leader_id_mode)
+def _answering(s: NodeState, sender: NodeId, vote: Vote, now: float) -> Progress | None:
+    """The progress an answer to this leader's request updates, if any.
+
+    An answer carrying a greater vote makes this node follow it; one from
+    an earlier leadership, or from a node no longer replicated to, is
+    ignored.
+    """
+    if vote != s.vote:
+        c = compare_votes(vote, s.vote, s.config.leader_id_mode)
         if c is not None and c > 0:
-            s.adopt_vote(resp.vote, now)
-        return
+            s.adopt_vote(vote, now)
+        return None
     ld = s.leader
-    if ld is None:
-        return
-    p = ld.progress.get(sender)
+    return ld.progress.get(sender) if ld is not None else None
+
+
+def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: float) -> None:
+    p = _answering(s, sender, resp.vote, now)
     if p is None:
         return
+    ld = s.leader
+    assert ld is not None
     log = s.log
     m = resp.matching
     if resp.success and (
@@ -104,15 +115,7 @@ def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: 
 def on_install_response(
     s: NodeState, sender: NodeId, resp: InstallSnapshotResponse, now: float
 ) -> None:
-    if resp.vote != s.vote:
-        c = compare_votes(resp.vote, s.vote, s.config.leader_id_mode)
-        if c is not None and c > 0:
-            s.adopt_vote(resp.vote, now)
-        return
-    ld = s.leader
-    if ld is None:
-        return
-    p = ld.progress.get(sender)
+    p = _answering(s, sender, resp.vote, now)
     if p is None:
         return
     if resp.sent_at > p.acked_at:
