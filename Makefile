@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench compile demo chaos sim-demo docs clean
+.PHONY: install test lint typecheck unit unit-compiled fuzz sim bench bench-growth bench-restart compile demo chaos sim-demo docs clean
 
 install: $(STAMP)
 
@@ -55,6 +55,16 @@ bench: $(STAMP)
 	cd $(COMPILED) && ../../$(PY) -m bench
 	$(PY) -m bench.cluster_bench
 	$(PY) -m bench.stream_bench
+	$(MAKE) --no-print-directory bench-growth bench-restart
+
+# 1,000,000 writes with a snapshot every 10,000: throughput and memory must
+# not grow with the history (one JSON line; docs/snapshots.md).
+bench-growth: $(STAMP)
+	$(PY) -m bench.growth_bench
+
+# Restart time of a KV node with 1,000,000 writes in its history.
+bench-restart: $(STAMP)
+	$(PY) -m bench.restart_bench
 
 # A real 3-process cluster on SQLite: writes, SIGKILL of the leader, failover, catch-up.
 demo: $(STAMP)
