@@ -32,7 +32,7 @@ from raftcore.adapters.transport.identity import (
 from raftcore.codec import Hello, check_data
 from raftcore.config import Config
 from raftcore.engine import Rng
-from raftcore.errors import LocalProtocolError
+from raftcore.errors import ConfigError, LocalProtocolError
 from raftcore.events import (
     Event,
     Initialize,
@@ -48,6 +48,10 @@ from raftcore.state import Metrics
 from raftcore.storage import LogStore, SnapshotStore, StateMachine
 
 T = TypeVar("T")
+
+#: Room a snapshot chunk's frame needs besides the chunk: the vote, the
+#: snapshot's meta and its membership (node addresses included).
+FRAME_ROOM = 64 * 1024
 
 #: How long ``add_learner`` waits at most for a new node to answer its probe.
 PROBE_TIMEOUT = 30.0
@@ -107,6 +111,13 @@ class NodeApi:
         rng: Rng | None,
         snapshot_store: SnapshotStore | None = None,
     ) -> None:
+        max_frame = getattr(transport, "max_frame", None)
+        if isinstance(max_frame, int) and config.snapshot_chunk_size + FRAME_ROOM > max_frame:
+            raise ConfigError(
+                "snapshot_chunk_size",
+                f"{config.snapshot_chunk_size} bytes leave no room in the transport's "
+                f"max_frame of {max_frame} (keep it at most max_frame - {FRAME_ROOM})",
+            )
         self.node_id = node_id
         self.config = config
         self.log_store = log_store

@@ -47,12 +47,11 @@ async def scenario(cluster: LocalCluster) -> None:
             s = await wait_status(
                 client,
                 node.address.http,
-                lambda s: s["applied"]["index"] > KEYS and s["snapshot"] is not None,
+                lambda s: s["keys"] == KEYS and s["snapshot"] is not None,
                 timeout=20.0,
-                check=f"node {n} snapshotted",
+                check=f"node {n} applied every put and snapshotted",
             )
             assert s["last_purged"]["index"] > 1_000, (n, s["last_purged"])
-            assert s["keys"] == KEYS
 
         # The `snapshot` command snapshots every node now.
         proc = await asyncio.create_subprocess_exec(

@@ -210,3 +210,19 @@ def test_a_purged_log_without_its_snapshot_is_refused_with_a_clear_error(
                 await c.start(1, SqliteLogStore(db), snapshots=FileSnapshotStore(tmp_path / "x"))
 
     kit.run(scenario)
+
+
+@RUNTIMES
+def test_a_chunk_size_the_transport_cannot_frame_is_refused(kit: Kit) -> None:
+    """A snapshot chunk travels in one frame: a chunk size with no room left
+    under the transport's max_frame is a ConfigError when the node is made."""
+    big = Config(snapshot_chunk_size=1 << 20)
+    addrs = {1: "127.0.0.1:1", 2: "127.0.0.1:2"}
+
+    async def scenario(kit: Kit) -> None:
+        transport = kit.tcp(1, addrs, max_frame=1 << 20)
+        with pytest.raises(ConfigError, match="snapshot_chunk_size: .* max_frame of 1048576"):
+            cm = kit.open_node(1, MemoryLogStore(), None, transport, big, MemorySnapshotStore())
+            await kit.enter(cm)
+
+    kit.run(scenario)

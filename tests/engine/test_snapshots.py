@@ -41,6 +41,7 @@ from raftcore import (
     PurgeLog,
     RecoveredState,
     RemoteProtocolError,
+    Role,
     SaveVote,
     Send,
     SendSnapshotChunk,
@@ -473,3 +474,39 @@ def test_restart_purges_what_its_snapshot_covers_beyond_purge_keep() -> None:
     e = Engine(2, config(snapshot_every=None, purge_keep=2), rec, FixedRng())
     assert e.handle(Wakeup(), 0.0) == [PurgeLog(1, LogId(1, 1, 4))]
     assert e.log.first_index == 5
+
+
+def test_a_snapshot_installed_during_a_membership_change_takes_the_membership_in_force() -> None:
+    """The follower holds the joint entry of a change (index 3, not
+    committed) and the final membership after it (index 5). A snapshot of
+    index 4 covers the joint entry: it is adopted with the snapshot, and the
+    entry after it (the final membership, kept with the suffix) stays the
+    one in effect. A snapshot past both makes its own membership the one in
+    effect."""
+    joint = Membership(
+        (frozenset({1, 2, 3}), frozenset({1, 2, 4})), {n: f"addr-{n}" for n in (1, 2, 3, 4)}
+    )
+    final = membership((1, 2, 4))
+    entries = [
+        w(2),
+        membership_entry(LogId(1, 1, 3), joint),
+        w(4),
+        membership_entry(LogId(1, 1, 5), final),
+    ]
+    e = engine(2, entries=entries, committed=LogId(1, 1, 2), vote=L, snapshot_every=None)
+    e.handle(Wakeup(), 0.0)
+    assert e.membership == final
+    meta = snap(LogId(1, 1, 4), size=1, m=(LogId(1, 1, 3), joint))
+    recv(e, 1, data_chunk(meta, 0, b"x", 5), 1.0)
+    io = e.io.issued
+    assert e.handle(SnapshotInstalled(meta), 1.0) == [PurgeLog(io + 1, LogId(1, 1, 4))]
+    assert e.memberships == [(LogId(1, 1, 3), joint), (LogId(1, 1, 5), final)]
+    assert e.membership == final
+    # A second snapshot, past everything this follower holds: its own membership.
+    # (It removed this node: it is no longer a voter.)
+    gone = membership((1, 4))
+    later = snap(LogId(2, 1, 9), "s2", size=1, m=(LogId(2, 1, 7), gone))
+    recv(e, 1, InstallSnapshotRequest(Vote(2, 1, True), later, 0, b"y", 6, 1.0), 1.0)
+    e.handle(SnapshotInstalled(later), 1.0)
+    assert e.memberships == [(LogId(2, 1, 7), gone)]
+    assert e.membership == gone and e.role is Role.LEARNER
