@@ -221,7 +221,7 @@ def test_a_chunk_size_the_transport_cannot_frame_is_refused(kit: Kit) -> None:
 
     async def scenario(kit: Kit) -> None:
         transport = kit.tcp(1, addrs, max_frame=1 << 20)
-        with pytest.raises(ConfigError, match="snapshot_chunk_size: .* max_frame of 1048576"):
+        with pytest.raises(ConfigError, match=r"snapshot_chunk_size: .* max_frame of 1048576"):
             cm = kit.open_node(1, MemoryLogStore(), None, transport, big, MemorySnapshotStore())
             await kit.enter(cm)
 
