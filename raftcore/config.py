@@ -70,6 +70,12 @@ class Config:
     snapshot_chunk_size: int = 1 << 20
     #: Snapshot chunks in flight per follower.
     snapshot_window: int = 4
+    #: A read a leader cannot confirm within this long is answered
+    #: ``ReadTimeout``. ``None``: equal to ``election_timeout_max``.
+    read_timeout: float | None = None
+    #: How far apart (as a fraction) two nodes' clock rates may be; lease
+    #: reads shorten the lease by it (docs/reads.md).
+    max_clock_drift: float = 0.01
 
     def __attrs_post_init__(self) -> None:
         _positive("election_timeout_min", self.election_timeout_min)
@@ -115,7 +121,10 @@ class Config:
         v = self.snapshot_every
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError("snapshot_every", f"must be None or an int >= 1, got {v!r}")
-        for name in ("replication_timeout", "greater_log_backoff"):
+        d = self.max_clock_drift
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1:
+            raise ConfigError("max_clock_drift", f"must be a number in [0, 1), got {d!r}")
+        for name in ("replication_timeout", "greater_log_backoff", "read_timeout"):
             v = getattr(self, name)
             if v is not None:
                 _positive(name, v)
@@ -132,6 +141,11 @@ class Config:
         if self.replication_timeout is not None:
             return self.replication_timeout
         return self.election_timeout_min
+
+    @property
+    def read_deadline(self) -> float:
+        """How long a read may wait for its confirmation."""
+        return self.read_timeout if self.read_timeout is not None else self.election_timeout_max
 
     @property
     def backoff(self) -> float:

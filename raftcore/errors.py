@@ -79,6 +79,14 @@ class LeadershipLost(ClientError):
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
+class ReadTimeout(ClientError):
+    """The leader could not confirm its leadership for a read within
+    ``Config.read_timeout`` seconds (it may have been cut off from a quorum)."""
+
+    timeout: float = 0.0
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
 class NodeStopped(ClientError):
     """The engine stopped (e.g. storage failure) before answering."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
@@ -37,6 +38,28 @@ class ClientWriteBatch(NamedTuple):
     """Several writes at once: one log append, one replication round."""
 
     requests: tuple[tuple[Hashable, Any], ...]
+
+
+class ReadPolicy(enum.Enum):
+    """How a leader makes sure a read sees every write acknowledged before it."""
+
+    #: Confirm leadership with a quorum round (a heartbeat round shared by
+    #: every read waiting at that moment); no clock assumption.
+    READ_INDEX = "read_index"
+    #: No round while the leader lease holds; assumes clocks run at rates
+    #: within ``Config.max_clock_drift`` of each other (docs/reads.md).
+    LEASE = "lease"
+
+
+@value
+class ClientRead(NamedTuple):
+    """Ask for a read point: answered ``Respond(request_id, log_id)`` once the
+    read is safe; serve the read from a state machine that applied at least
+    ``log_id``. Or answered with ``NotLeader``, ``LeadershipLost`` or
+    ``ReadTimeout``."""
+
+    request_id: Hashable
+    policy: ReadPolicy = ReadPolicy.READ_INDEX
 
 
 @value
@@ -140,6 +163,7 @@ Event = (
     Initialize
     | ClientWrite
     | ClientWriteBatch
+    | ClientRead
     | ChangeMembership
     | MessageReceived
     | Wakeup

@@ -12,6 +12,7 @@ from raftcore.engine import _election as election
 from raftcore.engine import _follower as follower
 from raftcore.engine import _leader as leader
 from raftcore.engine import _membership as membership
+from raftcore.engine import _reads as reads
 from raftcore.engine import _snapshot_receive as snapshot_receive
 from raftcore.engine._apply import advance_apply, build_snapshot, on_applied
 from raftcore.engine._io import IoProgress
@@ -24,6 +25,7 @@ from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
 from raftcore.events import (
     Applied,
     ChangeMembership,
+    ClientRead,
     ClientWrite,
     ClientWriteBatch,
     Event,
@@ -161,6 +163,7 @@ class Engine(NodeState):
             MessageReceived: self._on_message,
             ClientWrite: self._on_client_write,
             ClientWriteBatch: self._on_client_write_batch,
+            ClientRead: self._on_client_read,
             ChangeMembership: self._on_change_membership,
             IoFlushed: self._on_io_flushed,
             Applied: self._on_applied,
@@ -205,6 +208,10 @@ class Engine(NodeState):
             return None
         ld = self.leader
         if ld is not None:
+            if ld.reads_waiting or ld.read_round is not None:
+                d = reads.read_deadline(ld)
+                if d is not None and d < ld.heartbeat_deadline:
+                    return d
             return ld.heartbeat_deadline
         return self.election_deadline
 
@@ -279,6 +286,13 @@ class Engine(NodeState):
             return
         leader.on_client_writes(self, ld, requests, now)
 
+    def _on_client_read(self, ev: ClientRead, now: float) -> None:
+        ld = self.leader
+        if ld is None:
+            self.emit(Respond(ev.request_id, None, self.refusal()))
+            return
+        reads.on_client_read(self, ld, ev, now)
+
     def _on_change_membership(self, ev: ChangeMembership, now: float) -> None:
         ld = self.leader
         if ld is None:
@@ -326,6 +340,10 @@ class Engine(NodeState):
         if ld is not None:
             if now >= ld.heartbeat_deadline:
                 leader.leader_tick(self, ld, now)
+            if self.leader is ld and (ld.reads_waiting or ld.read_round is not None):
+                d = reads.read_deadline(ld)
+                if d is not None and d <= now:
+                    reads.expire_reads(self, ld, now)
         elif self.election_deadline is not None and now >= self.election_deadline:
             election.election_due(self, now)
 
@@ -358,6 +376,8 @@ class Engine(NodeState):
         ld = self.leader
         if ld is not None:
             membership.answer_change_stopped(self, ld, err)
+            for rid in ld.take_reads():
+                self.emit(Respond(rid, None, err))
         self.gated.clear()
         self.election_deadline = None
         self.emit(Stopped(ev.reason))

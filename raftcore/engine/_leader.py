@@ -10,6 +10,7 @@ from typing import Any
 from raftcore.engine._apply import advance_apply
 from raftcore.engine._membership import after_leader_commit
 from raftcore.engine._progress import Progress
+from raftcore.engine._reads import confirm_round, quorum_acked_at, start_round
 from raftcore.engine._replication import heartbeat, leader_append, replicate
 from raftcore.engine._roles import CandidateState, LeaderState
 from raftcore.engine._snapshot import purge_if_due
@@ -90,6 +91,8 @@ def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: 
         )
     if resp.sent_at > p.acked_at:
         p.acked_at = resp.sent_at
+        if ld.read_round is not None:
+            confirm_round(s, ld, now)
     if p.snapshot is not None and not resp.success:
         return  # a heartbeat's conflict: the snapshot will settle the match point
     if resp.success:
@@ -120,6 +123,9 @@ def on_install_response(
         return
     if resp.sent_at > p.acked_at:
         p.acked_at = resp.sent_at
+        ld = s.leader
+        if ld is not None and ld.read_round is not None:
+            confirm_round(s, ld, now)
     t = p.snapshot
     if resp.done:
         m = resp.matching
@@ -172,23 +178,17 @@ def leader_commit(s: NodeState, ld: LeaderState) -> None:
         s.committed = lid
         advance_apply(s)
         after_leader_commit(s, ld)
+        if ld.reads_waiting and s.leader is ld:
+            # This leader's first entry committed: the reads waiting for it go.
+            start_round(s, ld, s.last_now)
 
 
 # -- time ----------------------------------------------------------------------
 
 
-def _quorum_acked_at(s: NodeState, ld: LeaderState, now: float) -> float:
-    q = s.quorum
-    if q is None:
-        return NEVER
-    values = {n: p.acked_at for n, p in ld.progress.items()}
-    values[s.node_id] = now
-    return q.quorum_value(values, NEVER)
-
-
 def lease_valid(s: NodeState, ld: LeaderState, now: float) -> bool:
     """Has a quorum acknowledged this leader within the lease?"""
-    return now < _quorum_acked_at(s, ld, now) + s.config.lease
+    return now < quorum_acked_at(s, ld, now) + s.config.lease
 
 
 def leader_tick(s: NodeState, ld: LeaderState, now: float) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 
 from raftcore.engine._progress import Progress
 from raftcore.events import ChangeMembership
-from raftcore.ids import NodeId, Vote
+from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
 
 
@@ -40,6 +40,8 @@ class LeaderState:
         "membership_change",
         "progress",
         "queued_change",
+        "read_round",
+        "reads_waiting",
     )
 
     def __init__(self, first_index: int, heartbeat_deadline: float, elected_from: float) -> None:
@@ -54,6 +56,18 @@ class LeaderState:
         self.membership_change: tuple[Hashable, bool] | None = None
         #: A change request waiting for this leader's first entry to commit.
         self.queued_change: ChangeMembership | None = None
+        #: Reads waiting for a confirmation round: ``(request id, deadline)``.
+        self.reads_waiting: list[tuple[Hashable, float]] = []
+        #: The round in progress: its start (the leader's clock), the read
+        #: point it confirms, and its reads.
+        self.read_round: tuple[float, LogId, list[tuple[Hashable, float]]] | None = None
+
+    def take_reads(self) -> list[Hashable]:
+        """Every waiting read's request id, now no longer waiting."""
+        reads = self.reads_waiting + (self.read_round[2] if self.read_round is not None else [])
+        self.reads_waiting = []
+        self.read_round = None
+        return [rid for rid, _ in reads]
 
     def sync_progress(self, membership: Membership | None, me: NodeId, start: int) -> None:
         """One progress per member; new ones start probing at ``start``."""

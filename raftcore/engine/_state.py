@@ -303,6 +303,8 @@ class NodeState:
             self.emit(Respond(queued.request_id, None, self.not_leader()))
         c = self.committed.index
         leader = self._other_leader()
+        for rid in ld.take_reads():
+            self.emit(Respond(rid, None, LeadershipLost(leader)))
         for idx in [i for i in self.pending_writes if i > c]:
             rid = self.pending_writes.pop(idx)
             self.out.append(Respond(rid, None, LeadershipLost(leader)))
