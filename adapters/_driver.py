@@ -67,11 +67,13 @@ from raftcore.errors import (
 from raftcore.events import (
     Applied,
     ChangeMembership,
+    ClientRead,
     ClientWrite,
     ClientWriteBatch,
     Event,
     IoFlushed,
     MessageReceived,
+    ReadPolicy,
     SnapshotBuilt,
     SnapshotInstalled,
     StorageFailed,
@@ -329,6 +331,10 @@ class Driver:
     ) -> int:
         """Queue a membership change; resolved with ``(log_id, membership)``."""
         return self._request(lambda rid: ChangeMembership(rid, change, retain, expected), resolve)
+
+    def submit_read(self, policy: ReadPolicy, resolve: Resolve) -> int:
+        """Queue a read; resolved with its read point (a ``LogId``)."""
+        return self._request(lambda rid: ClientRead(rid, policy), resolve)
 
     def _request(self, make: Callable[[int], Event], resolve: Resolve) -> int:
         error = self.refusal()

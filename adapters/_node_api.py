@@ -36,6 +36,7 @@ from raftcore.errors import ConfigError, LocalProtocolError
 from raftcore.events import (
     Event,
     Initialize,
+    ReadPolicy,
     TriggerElection,
     TriggerHeartbeat,
     TriggerPurge,
@@ -238,6 +239,31 @@ class NodeApi:
         d = self._live()
         (result,) = await self._requests([_write(d, data)], timeout)
         return result
+
+    async def read(
+        self, policy: ReadPolicy = ReadPolicy.READ_INDEX, *, timeout: float | None = None
+    ) -> LogId:
+        """Make a linearizable read safe: returns once this node's state
+        machine has applied everything acknowledged before the call; then
+        read it. Returns the read point (docs/reads.md).
+
+        Leader only for now: elsewhere ``NotLeader``; ``ReadTimeout`` or
+        ``LeadershipLost`` when the leader cannot confirm it still leads.
+        """
+        d = self._live()
+        start = self._now()
+        (point,) = await self._requests([lambda r: d.submit_read(policy, r)], timeout)
+        if self.metrics().applied.index < point.index:
+            left = None if timeout is None else max(0.0, timeout - (self._now() - start))
+            await self.wait_for(
+                lambda m: m.applied.index >= point.index,
+                timeout=left if left is not None else self.config.read_deadline,
+            )
+        return point  # type: ignore[no-any-return]
+
+    async def ensure_linearizable(self, *, timeout: float | None = None) -> LogId:
+        """``read(ReadPolicy.READ_INDEX)``: the name openraft users look for."""
+        return await self.read(ReadPolicy.READ_INDEX, timeout=timeout)
 
     async def write_batch(self, items: Sequence[Any], *, timeout: float | None = None) -> list[Any]:
         """Several writes in one log append; results in order (first error raised)."""

@@ -202,6 +202,7 @@ _RETRY = frozenset(
         "no_leader",
         "not_leader",
         "leader_not_ready",
+        "read_not_confirmed",
         "timeout",
         "leadership_lost",
         "shutting_down",

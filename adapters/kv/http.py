@@ -314,9 +314,16 @@ async def serve_connection(
 # -- the API's routes and answers ---------------------------------------------------------
 
 
+#: ``GET /kv/KEY?consistency=...``: ``linearizable`` (ReadIndex, the
+#: default), ``lease`` (a lease read) or ``stale`` (this node's state as it
+#: is, on any node; the answer says ``"stale": true``).
+CONSISTENCY = ("linearizable", "lease", "stale")
+
+
 @attrs.frozen
 class Get:
     key: str
+    consistency: str = "linearizable"
 
 
 @attrs.frozen
@@ -423,7 +430,13 @@ def route(request: Request) -> Operation | Response:
     if len(key.encode()) > MAX_KEY_BYTES:
         return error_response(400, "bad_key", detail=f"keys are at most {MAX_KEY_BYTES} bytes")
     if request.method == "GET":
-        return Get(key)
+        query = parse_qs(urlsplit(request.target).query, keep_blank_values=True)
+        consistency = query.get("consistency", ["linearizable"])[-1]
+        if consistency not in CONSISTENCY:
+            return error_response(
+                400, "bad_request", detail=f"consistency is one of {', '.join(CONSISTENCY)}"
+            )
+        return Get(key, consistency)
     if request.method == "DELETE":
         return Delete(key)
     if request.method == "PUT":

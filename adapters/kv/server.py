@@ -14,7 +14,7 @@ outcome                       status  ``error``
 ============================  ======  ==================================
 not the leader, leader known  307     ``not_leader`` (+ ``leader_http``)
 no leader known               503     ``no_leader``
-new leader not caught up      503     ``leader_not_ready``
+read not confirmed (GET)      503     ``read_not_confirmed``
 write timed out               503     ``timeout`` (outcome unknown)
 leadership lost mid-write     503     ``leadership_lost`` (outcome unknown)
 node shutting down (any call)  503     ``shutting_down``
@@ -97,7 +97,9 @@ from raftcore.errors import (
     NodeStopped,
     NotInitialized,
     NotLeader,
+    ReadTimeout,
 )
+from raftcore.events import ReadPolicy
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId
 from raftcore.membership import Membership
 from raftcore.state import Metrics, Role
@@ -144,6 +146,8 @@ class KvNode(Protocol):
 
     async def trigger_snapshot(self, *, timeout: float = 60.0) -> LogId | None: ...
 
+    async def read(self, policy: ReadPolicy = ..., *, timeout: float | None = None) -> LogId: ...
+
     async def wait_for(
         self, predicate: Callable[[Metrics], bool], *, timeout: float
     ) -> Metrics: ...
@@ -170,12 +174,6 @@ def _jsonable(value: Any) -> Any:
 def _error_code(e: ClientError) -> str:
     """``MembershipChangeInProgress`` -> ``"membership_change_in_progress"``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(e).__name__).lower()
-
-
-def read_ready(m: Metrics) -> bool:
-    """A leader may serve reads from its state machine once it applied an entry
-    of its own term: everything committed before its election is applied."""
-    return m.role is Role.LEADER and m.applied.term >= m.vote.term > 0
 
 
 class KvApi:
@@ -224,7 +222,7 @@ class KvApi:
             if isinstance(op, AddLearner | Promote | RemoveVoter | ForgetNode):
                 return await self._change(op, request.target)
             if isinstance(op, Get):
-                return await self._get(op.key, request.target)
+                return await self._get(op.key, request.target, op.consistency)
             if isinstance(op, Put):
                 return await self._write(["put", op.key, op.value], request.target)
             assert isinstance(op, Delete)
@@ -291,21 +289,30 @@ class KvApi:
             return error_response(400, "rejected", detail=result.reason)
         return Response.json(200, {"ok": True, "previous": result})
 
-    async def _get(self, key: str, target: str) -> Response:
+    async def _get(self, key: str, target: str, consistency: str) -> Response:
+        """A read at the asked consistency (docs/reads.md): ``linearizable``
+        and ``lease`` confirm through the engine that this node still leads
+        and wait until its state machine applied the read point; ``stale``
+        reads this node's state as it is."""
         m = self.node.metrics()
         if m.stopped is not None:
             return error_response(500, "node_stopped", reason=m.stopped)
+        if consistency == "stale":
+            value = self.state_machine.get(key)
+            if value is None:
+                return error_response(404, "not_found", key=key, stale=True)
+            return Response.json(200, {"value": value, "stale": True})
         if m.role is not Role.LEADER:
             return self._not_leader(m.leader_id, None, target)
-        if not read_ready(m):
-            try:
-                m = await self.node.wait_for(
-                    lambda m: m.role is not Role.LEADER or read_ready(m), timeout=self.read_timeout
-                )
-            except Timeout:
-                return error_response(503, "leader_not_ready")
-            if m.role is not Role.LEADER:
-                return self._not_leader(m.leader_id, None, target)
+        policy = ReadPolicy.LEASE if consistency == "lease" else ReadPolicy.READ_INDEX
+        try:
+            await self.node.read(policy, timeout=self.read_timeout)
+        except (ReadTimeout, Timeout):
+            return error_response(
+                503, "read_not_confirmed", detail="this node could not confirm it still leads"
+            )
+        except LeadershipLost as e:
+            return error_response(503, "leadership_lost", leader_id=e.leader_id)
         value = self.state_machine.get(key)
         if value is None:
             return error_response(404, "not_found", key=key)

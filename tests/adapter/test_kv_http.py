@@ -57,7 +57,9 @@ from raftcore.errors import (
     MembershipMismatch,
     NodeStopped,
     NotLeader,
+    ReadTimeout,
 )
+from raftcore.events import ReadPolicy
 from raftcore.ids import LogId, Vote
 from raftcore.membership import Membership
 from raftcore.state import Metrics, Role
@@ -354,6 +356,17 @@ class FakeNode:
     change_errors: list[ClientError] = attrs.Factory(list)
     #: Raised by ``add_learner`` after it changed the membership (catch-up timed out).
     catch_up_error: ClientError | None = None
+    #: Each ``read`` call's policy; raised by ``read`` when set.
+    reads: list[ReadPolicy] = attrs.Factory(list)
+    read_error: ClientError | None = None
+
+    async def read(
+        self, policy: ReadPolicy = ReadPolicy.READ_INDEX, *, timeout: float | None = None
+    ) -> LogId:
+        self.reads.append(policy)
+        if self.read_error is not None:
+            raise self.read_error
+        return self.m.applied
 
     async def write(self, data: Any, *, timeout: float | None = None) -> Any:
         self.writes.append(data)
@@ -472,25 +485,50 @@ def test_a_write_to_a_follower_redirects_to_the_leaders_http_address() -> None:
     assert call(node, req("PUT", "/kv/k", b"v")).json_body()["leader_http"] == "10.0.0.7:8007"
 
 
-def test_reads_are_served_by_a_ready_leader_only() -> None:
+def test_reads_are_confirmed_by_the_engine_on_the_leader() -> None:
     sm = KVStateMachine()
     sm.data["k"] = "v"
-    r = call(FakeNode(metrics(Role.LEADER, 1)), req("GET", "/kv/k"), sm)
+    node = FakeNode(metrics(Role.LEADER, 1))
+    r = call(node, req("GET", "/kv/k"), sm)
     assert (r.status, r.json_body()) == (200, {"value": "v"})
-    r = call(FakeNode(metrics(Role.LEADER, 1)), req("GET", "/kv/missing"), sm)
+    r = call(node, req("GET", "/kv/missing"), sm)
     assert (r.status, r.json_body()) == (404, {"error": "not_found", "key": "missing"})
-    # A follower redirects.
+    r = call(node, req("GET", "/kv/k?consistency=lease"), sm)
+    assert r.status == 200
+    assert node.reads == [ReadPolicy.READ_INDEX, ReadPolicy.READ_INDEX, ReadPolicy.LEASE]
+    # A follower redirects; a node that knows no leader says so.
     r = call(FakeNode(metrics(Role.FOLLOWER, 3)), req("GET", "/kv/k"), sm)
     assert r.status == 307 and r.json_body()["leader_http"] == "127.0.0.1:8003"
     r = call(FakeNode(metrics(Role.CANDIDATE, None)), req("GET", "/kv/k"), sm)
     assert r.status == 503 and r.json_body()["error"] == "no_leader"
-    # A new leader that has not applied an entry of its term waits, then serves...
-    node = FakeNode(metrics(Role.LEADER, 1, applied_term=1), ready_later=metrics(Role.LEADER, 1))
-    assert call(node, req("GET", "/kv/k"), sm).status == 200
-    # ...or gives up with 503.
-    node = FakeNode(metrics(Role.LEADER, 1, applied_term=1))
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(ReadTimeout(0.3), "read_not_confirmed"), (LeadershipLost(2), "leadership_lost")],
+)
+def test_a_read_the_leader_cannot_confirm_is_a_503_never_stale_data(
+    error: ClientError, code: str
+) -> None:
+    sm = KVStateMachine()
+    sm.data["k"] = "old"
+    node = FakeNode(metrics(Role.LEADER, 1), read_error=error)
     r = call(node, req("GET", "/kv/k"), sm)
-    assert r.status == 503 and r.json_body()["error"] == "leader_not_ready"
+    assert r.status == 503 and r.json_body()["error"] == code
+    assert "old" not in r.body.decode()
+
+
+def test_a_stale_read_is_served_by_any_node_and_says_so() -> None:
+    sm = KVStateMachine()
+    sm.data["k"] = "v"
+    node = FakeNode(metrics(Role.FOLLOWER, 3))
+    r = call(node, req("GET", "/kv/k?consistency=stale"), sm)
+    assert (r.status, r.json_body()) == (200, {"value": "v", "stale": True})
+    assert node.reads == []  # no confirmation asked
+    r = call(node, req("GET", "/kv/nope?consistency=stale"), sm)
+    assert r.status == 404 and r.json_body()["stale"] is True
+    r = call(node, req("GET", "/kv/k?consistency=eventual"), sm)
+    assert r.status == 400 and "linearizable, lease, stale" in r.json_body()["detail"]
 
 
 def test_status_is_json() -> None:

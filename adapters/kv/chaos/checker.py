@@ -14,9 +14,9 @@ Per key (the model is one register per key, ``raftcore.sim.linearizability``):
   of a write that definitely failed, or of a write invoked after the read
   completed.
 - **stale reads**: a read that no linearization of the writes (and final
-  reads) explains, each read judged on its own. GET is served from the
-  leader's state machine without ReadIndex, so a deposed leader may answer
-  from the past: counted, and a violation only with ``STRICT_READS``. The
+  reads) explains, each read judged on its own. GET is linearizable
+  (ReadIndex: docs/reads.md), so a stale read is a violation
+  (``STRICT_READS``). The
   writes, final reads and every read that returned a value are also checked
   together (``reads_linearizable``: catches reads that are each possible but
   not together); a not-found read could be any delete's, so it is judged on
@@ -36,8 +36,8 @@ import attrs
 from raftcore.adapters.kv.chaos.history import OpRecord, OpType, Outcome
 from raftcore.sim.linearizability import Op, OpKind, check_history
 
-#: Flip once reads are linearizable (ReadIndex): then any stale read fails the run.
-STRICT_READS = False
+#: GET is linearizable (ReadIndex): any stale read fails the run.
+STRICT_READS = True
 #: The client name of the final reads, one per key after the final heal.
 FINAL_CLIENT = "final"
 #: How many examples of each kind of problem the result keeps.

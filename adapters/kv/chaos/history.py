@@ -63,7 +63,7 @@ class Answer:
 
 
 #: 503 answers given before the request was proposed: it had no effect.
-NOT_PROPOSED = frozenset({"no_leader", "not_initialized", "leader_not_ready"})
+NOT_PROPOSED = frozenset({"no_leader", "not_initialized", "leader_not_ready", "read_not_confirmed"})
 
 
 def classify(op: OpType, status: int, body: Any) -> Answer:
