@@ -26,8 +26,10 @@ def advance_apply(s: NodeState) -> None:
         return
     s.emit(Apply(tuple(s.log.entries(start, target + 1))))
     every = s.config.snapshot_every
-    if every is not None and target - snapshot_index(s) >= every:
-        build_snapshot(s)
+    if every is not None and s.building is None:
+        snap = s.snapshot
+        if target - (0 if snap is None else snap.last_log_id.index) >= every:
+            build_snapshot(s)
 
 
 def snapshot_index(s: NodeState) -> int:
