@@ -149,11 +149,15 @@ def execute_state_machine(
     snapshots: SnapshotStore | None,
     work: Sequence[StateMachineWork],
     chunk_size: int,
+    receiving: list[str] | None = None,
 ) -> list[Event]:
     """Run the state-machine stream in order; returns the events to report.
 
     Consecutive entries go to one ``apply`` call. Runs wherever the state
     machine may run (a worker thread when it, or the snapshot store, blocks).
+    ``receiving`` holds the id of the leader's snapshot being received, kept
+    between calls: a transfer the leader abandoned for another is discarded
+    when the other begins (no unfinished file is left open for good).
     """
     events: list[Event] = []
     entries: list[Entry] = []
@@ -178,10 +182,19 @@ def execute_state_machine(
                 snapshots.write_chunk(meta.snapshot_id, offset, data[offset : offset + chunk_size])
             events.append(SnapshotBuilt(snapshots.finish(meta.snapshot_id)))
         elif isinstance(item, WriteSnapshotChunk):
+            sid = item.meta.snapshot_id
             if item.offset == 0:
+                if receiving:
+                    if receiving[0] != sid:
+                        snapshots.discard(receiving[0])
+                    receiving.clear()
                 snapshots.begin(item.meta)
-            snapshots.write_chunk(item.meta.snapshot_id, item.offset, item.data)
+                if receiving is not None:
+                    receiving.append(sid)
+            snapshots.write_chunk(sid, item.offset, item.data)
         else:
+            if receiving:
+                receiving.clear()
             meta = snapshots.finish(item.meta.snapshot_id)
             state_machine.restore(read_snapshot(snapshots, meta, chunk_size), meta.last_log_id)
             events.append(SnapshotInstalled(item.meta))
@@ -251,6 +264,8 @@ class Driver:
                 "it cannot be used with a snapshot store",
             )
         self.snapshot_store = snapshot_store
+        #: The leader's snapshot being received (touched by the apply worker only).
+        self._receiving: list[str] = []
         self.config = config
         recovered = attrs.evolve(
             log_store.load(), **self._recover_snapshot(state_machine, snapshot_store, log)
@@ -548,7 +563,9 @@ class Driver:
     def execute_apply(self, work: Sequence[StateMachineWork]) -> list[Event]:
         """``execute_state_machine`` for this node (a worker-thread call)."""
         chunk = self.config.snapshot_chunk_size
-        return execute_state_machine(self.state_machine, self.snapshot_store, work, chunk)
+        return execute_state_machine(
+            self.state_machine, self.snapshot_store, work, chunk, self._receiving
+        )
 
     def apply_done(self, events: list[Event]) -> None:
         for ev in events:

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cbor2
 import pytest
-from runtime_kit import CONFIG, KITS, WAIT, Cluster, Kit
+from runtime_kit import CONFIG, KITS, WAIT, Cluster, Kit, ListStateMachine
 
+from raftcore.adapters._driver import StateMachineWork, execute_state_machine
 from raftcore.adapters.storage import (
     FileSnapshotStore,
     MemoryLogStore,
     MemorySnapshotStore,
     SqliteLogStore,
 )
+from raftcore.commands import InstallSnapshot, WriteSnapshotChunk
 from raftcore.config import Config
 from raftcore.errors import ConfigError, LocalProtocolError
-from raftcore.membership import AddVoters
+from raftcore.events import SnapshotInstalled
+from raftcore.ids import LogId
+from raftcore.membership import AddVoters, Membership
+from raftcore.snapshots import SnapshotMeta
 
 RUNTIMES = pytest.mark.parametrize("kit", KITS, ids=lambda k: k.name)
 
@@ -226,3 +232,21 @@ def test_a_chunk_size_the_transport_cannot_frame_is_refused(kit: Kit) -> None:
             await kit.enter(cm)
 
     kit.run(scenario)
+
+
+def test_a_transfer_abandoned_for_another_leaves_no_unfinished_snapshot_behind() -> None:
+    """The leader gave up snapshot a (a newer one, or a new leader) and sends
+    b: a's unfinished write is discarded when b begins."""
+    store = MemorySnapshotStore()
+    m = (LogId(0, 0, 1), Membership.of([1, 2, 3]))
+    a = SnapshotMeta(LogId(1, 1, 10), m, "a", 4)
+    data = cbor2.dumps(["x"])
+    b = SnapshotMeta(LogId(2, 2, 20), m, "b", len(data))
+    receiving: list[str] = []
+    sm = ListStateMachine()
+    execute_state_machine(sm, store, [WriteSnapshotChunk(a, 0, b"ab")], 64, receiving)
+    assert set(store._partial) == {"a"}
+    work: list[StateMachineWork] = [WriteSnapshotChunk(b, 0, data), InstallSnapshot(b)]
+    events = execute_state_machine(sm, store, work, 64, receiving)
+    assert not store._partial and store.latest() == b and receiving == []
+    assert events == [SnapshotInstalled(b)] and sm.items == ["x"]
