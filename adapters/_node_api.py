@@ -247,7 +247,8 @@ class NodeApi:
         machine has applied everything acknowledged before the call; then
         read it. Returns the read point (docs/reads.md).
 
-        Leader only for now: elsewhere ``NotLeader``; ``ReadTimeout`` or
+        On a follower the leader gives the read point (a follower read).
+        ``NotLeader`` when no leader is known; ``ReadTimeout`` or
         ``LeadershipLost`` when the leader cannot confirm it still leads.
         """
         d = self._live()

@@ -82,6 +82,8 @@ from raftcore.messages import (
     InstallSnapshotRequest,
     InstallSnapshotResponse,
     Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
     VoteRequest,
     VoteResponse,
 )
@@ -140,6 +142,8 @@ __all__ = [
     "PurgeLog",
     "QuorumSet",
     "RaftError",
+    "ReadIndexRequest",
+    "ReadIndexResponse",
     "ReadPolicy",
     "ReadTimeout",
     "RecoveredState",

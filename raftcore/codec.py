@@ -41,6 +41,8 @@ from raftcore.messages import (
     InstallSnapshotRequest,
     InstallSnapshotResponse,
     Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
     VoteRequest,
     VoteResponse,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "TAG_INSTALL_SNAPSHOT_RESPONSE",
     "TAG_LOG_ID",
     "TAG_MEMBERSHIP",
+    "TAG_READ_INDEX_REQUEST",
+    "TAG_READ_INDEX_RESPONSE",
     "TAG_SNAPSHOT_META",
     "TAG_VOTE",
     "TAG_VOTE_REQUEST",
@@ -109,6 +113,8 @@ TAG_HELLO = 9
 TAG_INSTALL_SNAPSHOT_REQUEST = 10
 TAG_INSTALL_SNAPSHOT_RESPONSE = 11
 TAG_SNAPSHOT_META = 12
+TAG_READ_INDEX_REQUEST = 13
+TAG_READ_INDEX_RESPONSE = 14
 
 _RECORD_NAMES = {
     TAG_VOTE_REQUEST: "VoteRequest",
@@ -123,6 +129,8 @@ _RECORD_NAMES = {
     TAG_INSTALL_SNAPSHOT_REQUEST: "InstallSnapshotRequest",
     TAG_INSTALL_SNAPSHOT_RESPONSE: "InstallSnapshotResponse",
     TAG_SNAPSHOT_META: "SnapshotMeta",
+    TAG_READ_INDEX_REQUEST: "ReadIndexRequest",
+    TAG_READ_INDEX_RESPONSE: "ReadIndexResponse",
 }
 
 _BLANK = EntryKind.BLANK
@@ -735,6 +743,24 @@ def _install_snapshot_response_out(m: InstallSnapshotResponse) -> list[Any]:
     ]
 
 
+def _read_index_request_out(m: ReadIndexRequest) -> list[Any]:
+    (vt, vn, vc), seq = m
+    _vote_ok(vt, vn, vc, "vote")
+    _uint(seq, "seq")
+    return [FORMAT_VERSION, TAG_READ_INDEX_REQUEST, vt, vn, vc, seq]
+
+
+def _read_index_response_out(m: ReadIndexResponse) -> list[Any]:
+    (vt, vn, vc), seq, point = m
+    _vote_ok(vt, vn, vc, "vote")
+    _uint(seq, "seq")
+    if point is None:
+        return [FORMAT_VERSION, TAG_READ_INDEX_RESPONSE, vt, vn, vc, seq, None, None, None]
+    pt, pn, pi = point
+    _log_id_ok(pt, pn, pi, "read_point")
+    return [FORMAT_VERSION, TAG_READ_INDEX_RESPONSE, vt, vn, vc, seq, pt, pn, pi]
+
+
 _MESSAGE_OUT: dict[type, tuple[str, Callable[[Any], list[Any]]]] = {
     VoteRequest: ("VoteRequest", _vote_request_out),
     VoteResponse: ("VoteResponse", _vote_response_out),
@@ -742,13 +768,16 @@ _MESSAGE_OUT: dict[type, tuple[str, Callable[[Any], list[Any]]]] = {
     AppendResponse: ("AppendResponse", _append_response_out),
     InstallSnapshotRequest: ("InstallSnapshotRequest", _install_snapshot_request_out),
     InstallSnapshotResponse: ("InstallSnapshotResponse", _install_snapshot_response_out),
+    ReadIndexRequest: ("ReadIndexRequest", _read_index_request_out),
+    ReadIndexResponse: ("ReadIndexResponse", _read_index_response_out),
 }
 
 
 def encode_message(msg: Message) -> bytes:
     """Encode a peer message (``VoteRequest``, ``VoteResponse``, ``AppendRequest``,
-    ``AppendResponse``, ``InstallSnapshotRequest`` or ``InstallSnapshotResponse``);
-    ``EncodeError`` if it cannot be represented."""
+    ``AppendResponse``, ``InstallSnapshotRequest``, ``InstallSnapshotResponse``,
+    ``ReadIndexRequest`` or ``ReadIndexResponse``); ``EncodeError`` if it cannot
+    be represented."""
     found = _MESSAGE_OUT.get(type(msg))
     if found is None:
         raise EncodeError(f"cannot encode {type(msg).__name__} as a message")
@@ -1056,6 +1085,26 @@ def _install_snapshot_response_in(a: list[Any]) -> InstallSnapshotResponse:
     )
 
 
+def _read_index_request_in(a: list[Any]) -> ReadIndexRequest:
+    _arity(a, 6)
+    _, _, vt, vn, vc, seq = a
+    _vote_ok(vt, vn, vc, "vote")
+    _uint(seq, "seq")
+    return _new(ReadIndexRequest, (_new(Vote, (vt, vn, vc)), seq))
+
+
+def _read_index_response_in(a: list[Any]) -> ReadIndexResponse:
+    _arity(a, 9)
+    _, _, vt, vn, vc, seq, pt, pn, pi = a
+    _vote_ok(vt, vn, vc, "vote")
+    _uint(seq, "seq")
+    point = None
+    if (pt, pn, pi) != (None, None, None):
+        _log_id_ok(pt, pn, pi, "read_point")
+        point = _new(LogId, (pt, pn, pi))
+    return _new(ReadIndexResponse, (_new(Vote, (vt, vn, vc)), seq, point))
+
+
 _MESSAGE_IN: dict[int, Callable[[list[Any]], Message]] = {
     TAG_VOTE_REQUEST: _vote_request_in,
     TAG_VOTE_RESPONSE: _vote_response_in,
@@ -1063,6 +1112,8 @@ _MESSAGE_IN: dict[int, Callable[[list[Any]], Message]] = {
     TAG_APPEND_RESPONSE: _append_response_in,
     TAG_INSTALL_SNAPSHOT_REQUEST: _install_snapshot_request_in,
     TAG_INSTALL_SNAPSHOT_RESPONSE: _install_snapshot_response_in,
+    TAG_READ_INDEX_REQUEST: _read_index_request_in,
+    TAG_READ_INDEX_RESPONSE: _read_index_response_in,
 }
 
 
@@ -1081,7 +1132,7 @@ def decode_message(data: bytes) -> Message:
     tag = a[1]
     build = _MESSAGE_IN.get(tag)
     if build is None:
-        raise _tag_problem("message", tag, "a message record (tags 1-4, 10-11)")
+        raise _tag_problem("message", tag, "a message record (tags 1-4, 10-11, 13-14)")
     return _in(a, _RECORD_NAMES[tag], build)  # type: ignore[no-any-return]
 
 

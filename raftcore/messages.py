@@ -92,6 +92,25 @@ class InstallSnapshotResponse(NamedTuple):
     sent_at: float
 
 
+@value
+class ReadIndexRequest(NamedTuple):
+    """A follower asks the leader for a read point for the reads waiting on it
+    (one request for all of them)."""
+
+    vote: Vote
+    seq: int
+
+
+@value
+class ReadIndexResponse(NamedTuple):
+    vote: Vote
+    #: The request's ``seq``.
+    seq: int
+    #: The confirmed read point; ``None`` when the responder could not give
+    #: one (it does not lead, or could not confirm that it still does).
+    read_point: LogId | None
+
+
 Message = (
     VoteRequest
     | VoteResponse
@@ -99,4 +118,6 @@ Message = (
     | AppendResponse
     | InstallSnapshotRequest
     | InstallSnapshotResponse
+    | ReadIndexRequest
+    | ReadIndexResponse
 )

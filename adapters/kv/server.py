@@ -291,9 +291,9 @@ class KvApi:
 
     async def _get(self, key: str, target: str, consistency: str) -> Response:
         """A read at the asked consistency (docs/reads.md): ``linearizable``
-        and ``lease`` confirm through the engine that this node still leads
-        and wait until its state machine applied the read point; ``stale``
-        reads this node's state as it is."""
+        and ``lease`` get a confirmed read point from the engine (on a
+        follower, from the leader) and wait until this node's state machine
+        applied it; ``stale`` reads this node's state as it is."""
         m = self.node.metrics()
         if m.stopped is not None:
             return error_response(500, "node_stopped", reason=m.stopped)
@@ -302,11 +302,12 @@ class KvApi:
             if value is None:
                 return error_response(404, "not_found", key=key, stale=True)
             return Response.json(200, {"value": value, "stale": True})
-        if m.role is not Role.LEADER:
-            return self._not_leader(m.leader_id, None, target)
         policy = ReadPolicy.LEASE if consistency == "lease" else ReadPolicy.READ_INDEX
         try:
+            # On a follower: a follower read (the leader gives the read point).
             await self.node.read(policy, timeout=self.read_timeout)
+        except NotLeader as e:
+            return self._not_leader(e.leader_id, e.leader_info, target)
         except (ReadTimeout, Timeout):
             return error_response(
                 503, "read_not_confirmed", detail="this node could not confirm it still leads"

@@ -48,6 +48,8 @@ from raftcore.messages import (
     AppendResponse,
     InstallSnapshotRequest,
     InstallSnapshotResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
     VoteRequest,
     VoteResponse,
 )
@@ -142,6 +144,8 @@ class Engine(NodeState):
         self.receiving = None
         self.installing = None
         self.snapshots_built = self.snapshots_installed = 0
+        self.remote_reads = []
+        self.remote_inflight = None
         self.committed = rec.last_purged  # provisional, for recover_snapshot
         recover_snapshot(self)
         _check_recovered(rec, self.log)
@@ -213,6 +217,11 @@ class Engine(NodeState):
                 if d is not None and d < ld.heartbeat_deadline:
                     return d
             return ld.heartbeat_deadline
+        if self.remote_reads or self.remote_inflight is not None:
+            d = reads.remote_read_deadline(self)
+            e = self.election_deadline
+            if d is not None and (e is None or d < e):
+                return d
         return self.election_deadline
 
     def metrics(self) -> Metrics:
@@ -267,6 +276,10 @@ class Engine(NodeState):
             snapshot_receive.on_install_request(self, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is InstallSnapshotResponse:
             leader.on_install_response(self, ev.sender, msg, now)  # type: ignore[arg-type]
+        elif t is ReadIndexRequest:
+            reads.on_read_index_request(self, self.leader, ev.sender, msg, now)  # type: ignore[arg-type]
+        elif t is ReadIndexResponse:
+            reads.on_read_index_response(self, ev.sender, msg)  # type: ignore[arg-type]
         else:
             raise LocalProtocolError(f"not a raft message: {msg!r}")
 
@@ -289,7 +302,7 @@ class Engine(NodeState):
     def _on_client_read(self, ev: ClientRead, now: float) -> None:
         ld = self.leader
         if ld is None:
-            self.emit(Respond(ev.request_id, None, self.refusal()))
+            reads.on_follower_read(self, ev, now)
             return
         reads.on_client_read(self, ld, ev, now)
 
@@ -344,8 +357,13 @@ class Engine(NodeState):
                 d = reads.read_deadline(ld)
                 if d is not None and d <= now:
                     reads.expire_reads(self, ld, now)
-        elif self.election_deadline is not None and now >= self.election_deadline:
-            election.election_due(self, now)
+        else:
+            if self.remote_reads or self.remote_inflight is not None:
+                d = reads.remote_read_deadline(self)
+                if d is not None and d <= now:
+                    reads.expire_remote_reads(self, now)
+            if self.election_deadline is not None and now >= self.election_deadline:
+                election.election_due(self, now)
 
     def _on_initialize(self, ev: Initialize, now: float) -> None:
         if self.log.last_index > 0 or self.vote != INITIAL_VOTE or self.memberships:
@@ -377,7 +395,11 @@ class Engine(NodeState):
         if ld is not None:
             membership.answer_change_stopped(self, ld, err)
             for rid in ld.take_reads():
-                self.emit(Respond(rid, None, err))
+                self.answer_read(rid, None, err)
+        pending = self.remote_reads + (self.remote_inflight[2] if self.remote_inflight else [])
+        for rid, _ in pending:
+            self.emit(Respond(rid, None, err))
+        self.remote_reads, self.remote_inflight = [], None
         self.gated.clear()
         self.election_deadline = None
         self.emit(Stopped(ev.reason))

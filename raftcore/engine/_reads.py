@@ -1,4 +1,5 @@
-"""Linearizable reads on the leader: ReadIndex and lease reads.
+"""Linearizable reads: ReadIndex and lease reads on the leader, and
+follower reads through it.
 
 A read is answered with a *read point*: the commit index once the read is
 known safe. The caller serves the read from a state machine that applied
@@ -15,6 +16,11 @@ began.
   refuse to elect anyone else for a lease after hearing from it.
 - A new leader answers no read before an entry of its own term commits:
   until then its commit index may lag what an earlier leader acknowledged.
+- **Follower reads**: a follower asks the leader for a read point with one
+  ``ReadIndexRequest`` for every read waiting on it; the leader handles it
+  like a ReadIndex read of its own and answers a ``ReadIndexResponse``; the
+  follower then answers its reads with that point (its own state machine
+  serves them once it has applied that far).
 - Reads never wait forever: after ``Config.read_timeout`` they are answered
   ``ReadTimeout``; a leader that steps down answers ``LeadershipLost``.
 """
@@ -25,10 +31,12 @@ from collections.abc import Hashable
 
 from raftcore.commands import Respond
 from raftcore.engine._replication import heartbeat_all
-from raftcore.engine._roles import LeaderState
+from raftcore.engine._roles import LeaderState, RemoteRead
 from raftcore.engine._state import NEVER, NodeState
 from raftcore.errors import ReadTimeout
 from raftcore.events import ClientRead, ReadPolicy
+from raftcore.ids import NodeId
+from raftcore.messages import ReadIndexRequest, ReadIndexResponse
 
 #: A read waiting for its confirmation: its request id and its deadline.
 WaitingRead = tuple[Hashable, float]
@@ -77,7 +85,7 @@ def confirm_round(s: NodeState, ld: LeaderState, now: float) -> None:
     ld.read_round = None
     read_point = r[1]
     for rid, _ in r[2]:
-        s.emit(Respond(rid, read_point))
+        s.answer_read(rid, read_point, None)
     start_round(s, ld, now)
 
 
@@ -98,5 +106,84 @@ def expire_reads(s: NodeState, ld: LeaderState, now: float) -> None:
         left = [(rid, d) for rid, d in r[2] if d > now]
         ld.read_round = (r[0], r[1], left) if left else None
     for rid in expired:
-        s.emit(Respond(rid, None, err))
+        s.answer_read(rid, None, err)
     start_round(s, ld, now)
+
+
+# -- follower reads ------------------------------------------------------------------
+
+
+def on_read_index_request(
+    s: NodeState, ld: LeaderState | None, sender: NodeId, req: ReadIndexRequest, now: float
+) -> None:
+    """Leader: a follower's reads join the next confirmation round."""
+    if ld is None or req.vote != s.vote:
+        s.send(sender, ReadIndexResponse(s.vote, req.seq, None))
+        return
+    ld.reads_waiting.append((RemoteRead(sender, req.seq), now + s.config.read_deadline))
+    start_round(s, ld, now)
+
+
+def on_follower_read(s: NodeState, ev: ClientRead, now: float) -> None:
+    """A read on a node that does not lead: ask the leader, if one is known."""
+    leader = s.leader_id()
+    if leader is None or leader == s.node_id:
+        s.emit(Respond(ev.request_id, None, s.refusal()))
+        return
+    s.remote_reads.append((ev.request_id, now + s.config.read_deadline))
+    send_remote_reads(s, leader)
+
+
+def send_remote_reads(s: NodeState, leader: NodeId) -> None:
+    """One ``ReadIndexRequest`` for every read waiting, unless one is in flight."""
+    if s.remote_inflight is not None or not s.remote_reads:
+        return
+    s.seq += 1
+    s.remote_inflight = (s.seq, leader, s.remote_reads)
+    s.remote_reads = []
+    s.send(leader, ReadIndexRequest(s.vote, s.seq))
+
+
+def on_read_index_response(s: NodeState, sender: NodeId, resp: ReadIndexResponse) -> None:
+    """The leader's read point (valid whatever happened since: the leader
+    confirmed it led when the request was already waiting)."""
+    inflight = s.remote_inflight
+    if inflight is None or inflight[0] != resp.seq or inflight[1] != sender:
+        return  # an answer to a request whose reads timed out
+    s.remote_inflight = None
+    point = resp.read_point
+    err = None if point is not None else s.not_leader()
+    for rid, _ in inflight[2]:
+        s.emit(Respond(rid, point, err))
+    leader = s.leader_id()
+    if leader is not None and leader != s.node_id:
+        send_remote_reads(s, leader)
+    else:
+        for rid, _ in s.remote_reads:
+            s.emit(Respond(rid, None, s.refusal()))
+        s.remote_reads = []
+
+
+def remote_read_deadline(s: NodeState) -> float | None:
+    reads = s.remote_reads + (s.remote_inflight[2] if s.remote_inflight is not None else [])
+    return min((d for _, d in reads), default=None)
+
+
+def expire_remote_reads(s: NodeState, now: float) -> None:
+    """Answer ``ReadTimeout`` to the follower reads whose deadline passed."""
+    err = ReadTimeout(s.config.read_deadline)
+    for rid, d in s.remote_reads:
+        if d <= now:
+            s.emit(Respond(rid, None, err))
+    s.remote_reads = [(rid, d) for rid, d in s.remote_reads if d > now]
+    inflight = s.remote_inflight
+    if inflight is not None:
+        for rid, d in inflight[2]:
+            if d <= now:
+                s.emit(Respond(rid, None, err))
+        left = [(rid, d) for rid, d in inflight[2] if d > now]
+        # With nothing left to answer, a late response is ignored (its seq).
+        s.remote_inflight = (inflight[0], inflight[1], left) if left else None
+    leader = s.leader_id()
+    if s.remote_inflight is None and leader is not None and leader != s.node_id:
+        send_remote_reads(s, leader)

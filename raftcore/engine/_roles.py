@@ -9,11 +9,20 @@ cannot run on a follower: there is no leader state to pass.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import NamedTuple
 
 from raftcore.engine._progress import Progress
 from raftcore.events import ChangeMembership
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
+
+
+class RemoteRead(NamedTuple):
+    """A follower's ``ReadIndexRequest`` waiting at the leader like a read:
+    answered with a ``ReadIndexResponse`` instead of a ``Respond``."""
+
+    sender: NodeId
+    seq: int
 
 
 class CandidateState:

@@ -30,12 +30,12 @@ from raftcore.commands import (
 from raftcore.config import Config
 from raftcore.engine._io import IoProgress
 from raftcore.engine._log import Log
-from raftcore.engine._roles import CandidateState, LeaderState
+from raftcore.engine._roles import CandidateState, LeaderState, RemoteRead
 from raftcore.entries import Entry, EntryKind
-from raftcore.errors import LeadershipLost, NotInitialized, NotLeader
+from raftcore.errors import ClientError, LeadershipLost, NotInitialized, NotLeader
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
-from raftcore.messages import AppendResponse, Message
+from raftcore.messages import AppendResponse, Message, ReadIndexResponse
 from raftcore.quorum import QuorumSet
 from raftcore.snapshots import SnapshotMeta
 from raftcore.state import Role
@@ -105,6 +105,10 @@ class NodeState:
     installing: tuple[SnapshotMeta, NodeId, int, float] | None
     snapshots_built: int
     snapshots_installed: int
+    #: Follower reads waiting to be sent to the leader: ``(request id, deadline)``.
+    remote_reads: list[tuple[Hashable, float]]
+    #: The read point request in flight: its seq, the leader asked, its reads.
+    remote_inflight: tuple[int, NodeId, list[tuple[Hashable, float]]] | None
     out: list[Command]
 
     # -- output ------------------------------------------------------------
@@ -304,10 +308,18 @@ class NodeState:
         c = self.committed.index
         leader = self._other_leader()
         for rid in ld.take_reads():
-            self.emit(Respond(rid, None, LeadershipLost(leader)))
+            self.answer_read(rid, None, LeadershipLost(leader))
         for idx in [i for i in self.pending_writes if i > c]:
             rid = self.pending_writes.pop(idx)
             self.out.append(Respond(rid, None, LeadershipLost(leader)))
+
+    def answer_read(self, rid: Hashable, point: LogId | None, error: ClientError | None) -> None:
+        """Answer a read: a client's with ``Respond``, a follower's (a
+        ``RemoteRead``) with a ``ReadIndexResponse`` (no read point on error)."""
+        if type(rid) is RemoteRead:
+            self.send(rid.sender, ReadIndexResponse(self.vote, rid.seq, point))
+        else:
+            self.emit(Respond(rid, point, error))
 
     def _other_leader(self) -> NodeId | None:
         return self.vote.node_id if self.vote.node_id != self.node_id else None

@@ -485,7 +485,7 @@ def test_a_write_to_a_follower_redirects_to_the_leaders_http_address() -> None:
     assert call(node, req("PUT", "/kv/k", b"v")).json_body()["leader_http"] == "10.0.0.7:8007"
 
 
-def test_reads_are_confirmed_by_the_engine_on_the_leader() -> None:
+def test_reads_are_confirmed_by_the_engine_on_leader_and_followers() -> None:
     sm = KVStateMachine()
     sm.data["k"] = "v"
     node = FakeNode(metrics(Role.LEADER, 1))
@@ -496,10 +496,17 @@ def test_reads_are_confirmed_by_the_engine_on_the_leader() -> None:
     r = call(node, req("GET", "/kv/k?consistency=lease"), sm)
     assert r.status == 200
     assert node.reads == [ReadPolicy.READ_INDEX, ReadPolicy.READ_INDEX, ReadPolicy.LEASE]
-    # A follower redirects; a node that knows no leader says so.
-    r = call(FakeNode(metrics(Role.FOLLOWER, 3)), req("GET", "/kv/k"), sm)
+    # A follower serves it itself (a follower read through the engine)...
+    follower = FakeNode(metrics(Role.FOLLOWER, 3))
+    r = call(follower, req("GET", "/kv/k"), sm)
+    assert (r.status, r.json_body()) == (200, {"value": "v"})
+    assert follower.reads == [ReadPolicy.READ_INDEX]
+    # ...unless its engine says to ask the leader, or that none is known.
+    moved = FakeNode(metrics(Role.FOLLOWER, 3), read_error=NotLeader(3, "127.0.0.1:7003"))
+    r = call(moved, req("GET", "/kv/k"), sm)
     assert r.status == 307 and r.json_body()["leader_http"] == "127.0.0.1:8003"
-    r = call(FakeNode(metrics(Role.CANDIDATE, None)), req("GET", "/kv/k"), sm)
+    lost = FakeNode(metrics(Role.CANDIDATE, None), read_error=NotLeader(None, None))
+    r = call(lost, req("GET", "/kv/k"), sm)
     assert r.status == 503 and r.json_body()["error"] == "no_leader"
 
 

@@ -20,6 +20,8 @@ from raftcore import (
     LeadershipLost,
     LogId,
     NotLeader,
+    ReadIndexRequest,
+    ReadIndexResponse,
     ReadPolicy,
     ReadTimeout,
     Respond,
@@ -117,9 +119,57 @@ def test_a_leader_that_steps_down_answers_its_waiting_reads_leadership_lost() ->
     assert Respond("r", None, LeadershipLost(2)) in out
 
 
-def test_a_follower_refuses_reads_with_not_leader() -> None:
+def test_a_follower_asks_the_leader_once_for_all_its_waiting_reads() -> None:
     e = engine(2, vote=L)
-    assert e.handle(ClientRead("r"), 0.0) == [Respond("r", None, NotLeader(1, "addr-1"))]
+    s = e.seq
+    assert e.handle(ClientRead("a"), 0.0) == [Send(1, ReadIndexRequest(L, s + 1))]
+    assert e.handle(ClientRead("b"), 0.0) == []  # waits for the next request
+    # The leader's answer serves "a"; "b" goes in the next request.
+    assert recv(e, 1, ReadIndexResponse(L, s + 1, B2), 0.1) == [
+        Respond("a", B2),
+        Send(1, ReadIndexRequest(L, s + 2)),
+    ]
+    # A leader that could not confirm: NotLeader, with the leader it knows.
+    assert recv(e, 1, ReadIndexResponse(L, s + 2, None), 0.2) == [
+        Respond("b", None, NotLeader(1, "addr-1"))
+    ]
+    # An answer to nothing in flight (a repeat, a late one) changes nothing.
+    assert recv(e, 1, ReadIndexResponse(L, s + 2, B2), 0.2) == []
+
+
+def test_a_follower_read_times_out_when_the_leader_never_answers() -> None:
+    e = engine(2, vote=L, read_timeout=0.5)
+    e.handle(ClientRead("a"), 0.0)
+    assert e.next_deadline == 0.5  # before the election timeout (1.0)
+    assert e.handle(Wakeup(), 0.5) == [Respond("a", None, ReadTimeout(0.5))]
+    assert e.next_deadline == 1.0
+
+
+def test_a_node_that_knows_no_leader_refuses_reads() -> None:
+    e = engine(2)
+    assert e.handle(ClientRead("r"), 0.0) == [Respond("r", None, NotLeader(None, None))]
+
+
+def test_the_leader_answers_a_followers_request_after_a_confirmation_round() -> None:
+    e = make_leader()
+    s = e.seq
+    assert recv(e, 2, ReadIndexRequest(L, 7), 0.5) == [hb(2, s + 1, 0.5), hb(3, s + 2, 0.5)]
+    assert recv(e, 3, ack(AppendRequest(L, B2, (), 2, s + 2, 0.5)), 0.6) == [
+        Send(2, ReadIndexResponse(L, 7, B2))
+    ]
+    # From an older leadership, or at a node that does not lead: no read point.
+    old = Vote(0, 2, True)
+    assert recv(e, 2, ReadIndexRequest(old, 8), 0.6) == [Send(2, ReadIndexResponse(L, 8, None))]
+    f = engine(3, vote=L)
+    assert recv(f, 2, ReadIndexRequest(L, 9), 0.0) == [Send(2, ReadIndexResponse(L, 9, None))]
+
+
+def test_a_leader_that_steps_down_tells_a_waiting_follower() -> None:
+    e = make_leader()
+    recv(e, 2, ReadIndexRequest(L, 7), 0.5)
+    newer = Vote(2, 3, True)
+    out = recv(e, 3, ack(AppendRequest(newer, B2, (), 2, 99, 0.5), newer), 0.6)
+    assert Send(2, ReadIndexResponse(newer, 7, None)) in out
 
 
 def test_a_single_voter_confirms_at_once() -> None:
