@@ -18,6 +18,7 @@ from raftcore.engine._apply import advance_apply, build_snapshot, on_applied
 from raftcore.engine._io import IoProgress
 from raftcore.engine._log import Log
 from raftcore.engine._replication import heartbeat_all
+from raftcore.engine._roles import RemoteRead
 from raftcore.engine._snapshot import on_snapshot_built, purge_if_due, recover_snapshot
 from raftcore.engine._state import NEVER, NodeState, Rng
 from raftcore.entries import EntryKind, membership_entry
@@ -395,7 +396,8 @@ class Engine(NodeState):
         if ld is not None:
             membership.answer_change_stopped(self, ld, err)
             for rid in ld.take_reads():
-                self.answer_read(rid, None, err)
+                if type(rid) is not RemoteRead:  # a stopped node sends nothing more
+                    self.emit(Respond(rid, None, err))
         pending = self.remote_reads + (self.remote_inflight[2] if self.remote_inflight else [])
         for rid, _ in pending:
             self.emit(Respond(rid, None, err))

@@ -49,6 +49,8 @@ class AnswerRecord:
         self._refused_data: set[Any] = set()
         #: Change requests an engine may answer: request id -> (change, retain).
         self._change_requests: dict[Hashable, tuple[Change, bool]] = {}
+        #: ``ClientRead`` requests an engine holds (answered with a read point).
+        self._reads: set[Hashable] = set()
         #: OK change answers of the current step, checked once it is observed.
         self.change_answers: list[tuple[NodeId, Change, bool, Any]] = []
 
@@ -67,6 +69,11 @@ class AnswerRecord:
     def hold(self, request_id: Hashable, node: SimNode) -> None:
         """``node``'s current incarnation now holds the request."""
         self.inflight[request_id] = (node.id, node.incarnation)
+
+    def hold_read(self, request_id: Hashable, node: SimNode) -> None:
+        """``node`` now holds a ``ClientRead`` (answered with a read point)."""
+        self.inflight[request_id] = (node.id, node.incarnation)
+        self._reads.add(request_id)
 
     def hold_change(
         self, request_id: Hashable, node: SimNode, change: Change, retain: bool
@@ -91,6 +98,7 @@ class AnswerRecord:
     def release(self, request_id: Hashable) -> None:
         """The node holding the request crashed: it will never be answered."""
         del self.inflight[request_id]
+        self._reads.discard(request_id)
 
     # -- answers and what the state machines did ------------------------------------------
 
@@ -113,6 +121,8 @@ class AnswerRecord:
         if change is not None:
             if cmd.error is None:
                 self.change_answers.append((node.id, change[0], change[1], cmd.result))
+        elif rid in self._reads:
+            self._reads.discard(rid)
         else:
             self._check_answer(node, cmd)
         return True

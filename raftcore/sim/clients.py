@@ -7,6 +7,11 @@ its engine as one batch, as an adapter that coalesces writes would hand them
 over. Every answer, refusal and loss goes back to the client that owns the
 request: the workload, the liveness probe, the churn client, or whoever
 drives the simulation by hand (``on_answer`` / ``on_unanswered``).
+
+A ``ClientRead`` is answered with a read point; the client's read is then
+served by the node that answered, from its own state machine, once that
+has applied the read point (as a runtime's ``read()`` does), and the value
+read goes back to the client. A crash in between loses the read.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from raftcore.commands import Respond
 from raftcore.errors import ClientError
-from raftcore.events import ChangeMembership, ClientWrite, ClientWriteBatch
+from raftcore.events import ChangeMembership, ClientRead, ClientWrite, ClientWriteBatch, ReadPolicy
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import Change
 from raftcore.sim.answers import AnswerRecord
@@ -58,6 +63,10 @@ class ClientTraffic:
         self.on_answer: Callable[[Hashable, Any, ClientError | None], None] | None = None
         #: Hears every request refused (``"refused"``) or lost (``"lost"``).
         self.on_unanswered: Callable[[Hashable, str], None] | None = None
+        #: The key of each ``ClientRead`` in flight, by request id.
+        self._read_keys: dict[Hashable, str] = {}
+        #: How to read a key from a state machine (the codec's ``read_local``).
+        self.read_local: Callable[[Any, str], Any] | None = None
 
     # -- requests -------------------------------------------------------------------
 
@@ -65,6 +74,40 @@ class ClientTraffic:
         """Send a write to ``node``."""
         self._answers.track(request_id, data)
         self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._arrive, node, request_id, data)
+
+    def submit_read(self, node: NodeId, request_id: Hashable, key: str, policy: ReadPolicy) -> None:
+        """Send a ``ClientRead`` to ``node``."""
+        self._read_keys[request_id] = key
+        ev = ClientRead(request_id, policy)
+        self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._read_arrive, node, ev)
+
+    def _read_arrive(self, nid: NodeId, ev: ClientRead) -> None:
+        node = self._nodes[nid]
+        if not node.alive:
+            self._read_keys.pop(ev.request_id, None)
+            self.refused(ev.request_id)
+            return
+        if self._sched.hold(node.paused_until, self._read_arrive, (nid, ev)):
+            return
+        self._answers.hold_read(ev.request_id, node)
+        self._harness.handle(node, ev)
+
+    def _serve_read(self, node: SimNode, incarnation: int, rid: Hashable, point: LogId) -> None:
+        """Read once the node's state machine has applied the read point."""
+        key = self._read_keys.get(rid)
+        if key is None:
+            return
+        if not node.alive or node.incarnation != incarnation:
+            del self._read_keys[rid]
+            self.lost(rid)
+            return
+        if node.sm_index < point.index:
+            self._sched.schedule(0.001, self._serve_read, node, incarnation, rid, point)
+            return
+        del self._read_keys[rid]
+        assert self.read_local is not None
+        value = self.read_local(node.sm, key)
+        self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._deliver, rid, value, None)
 
     def submit_change(
         self,
@@ -113,8 +156,15 @@ class ClientTraffic:
 
     # -- answers ----------------------------------------------------------------------
 
-    def answer(self, cmd: Respond) -> None:
-        """An engine answered: the answer travels back to its client."""
+    def answer(self, cmd: Respond, node: SimNode) -> None:
+        """An engine answered: the answer travels back to its client (a read
+        point is served first: ``_serve_read``)."""
+        rid = cmd.request_id
+        if rid in self._read_keys:
+            if cmd.error is None:
+                self._serve_read(node, node.incarnation, rid, cmd.result)
+                return
+            del self._read_keys[rid]
         if self._manual:
             self._deliver(cmd.request_id, cmd.result, cmd.error)
             return
@@ -135,6 +185,7 @@ class ClientTraffic:
     def refused(self, rid: Hashable) -> None:
         """The node was down when the request arrived: it was never handed over."""
         self._answers.forget_change(rid)
+        self._read_keys.pop(rid, None)
         if self.on_unanswered is not None:
             self.on_unanswered(rid, "refused")
         elif self._probe.owns(rid):
@@ -147,6 +198,7 @@ class ClientTraffic:
     def lost(self, rid: Hashable) -> None:
         """The node holding the request crashed before answering it."""
         self._answers.forget_change(rid)
+        self._read_keys.pop(rid, None)
         if self.on_unanswered is not None:
             self.on_unanswered(rid, "lost")
         elif self._probe.owns(rid):

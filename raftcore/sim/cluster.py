@@ -62,6 +62,7 @@ import attrs
 
 from raftcore.engine import Engine
 from raftcore.errors import ClientError
+from raftcore.events import ReadPolicy
 from raftcore.ids import LogId, NodeId
 from raftcore.membership import Change, Membership
 from raftcore.sim.answers import AnswerRecord
@@ -175,6 +176,7 @@ class Simulation:
             clients=opts.clients,
             keys=opts.keys,
             timeout=opts.client_timeout,
+            read_ratio=0.5 if self._read_local(probe) is not None else 0.0,
         )
         self.liveness = LivenessCheck(
             opts,
@@ -204,6 +206,7 @@ class Simulation:
             probe=self.probe,
             churn=self.churn,
         )
+        self.clients.read_local = self._read_local(probe)
         self.harness.clients = self.clients
         self.harness.on_write_crash = self.faults.crash_in_flight
         self.harness.step_limit = opts.steps
@@ -230,8 +233,22 @@ class Simulation:
     def new_request_id(self) -> int:
         return self.answers.new_request_id()
 
+    def _read_local(self, probe: object) -> Callable[[Any, str], Any] | None:
+        """How clients read a key from a node's state machine after a
+        ``ClientRead`` (the codec's ``read_local``); ``None``: this state
+        machine and codec cannot, so gets go through the log only."""
+        read = getattr(self.codec, "read_local", None)
+        if not callable(read):
+            return None
+        if isinstance(self.codec, TupleKvCodec) and not isinstance(probe, KvStateMachine):
+            return None
+        return read  # type: ignore[no-any-return]
+
     def submit(self, node: NodeId, request_id: Hashable, data: Any) -> None:
         self.clients.submit(node, request_id, data)
+
+    def submit_read(self, node: NodeId, request_id: Hashable, key: str, policy: ReadPolicy) -> None:
+        self.clients.submit_read(node, request_id, key, policy)
 
     def submit_change(
         self,
@@ -365,6 +382,7 @@ class Simulation:
         stats = {
             "faults": self.faults.injected,
             "crashes": self.harness.crashes,
+            **{f"client_reads_{k}": n for k, n in self.workload.reads_by_policy.items()},
             **self.harness.snapshot_stats,
             "messages_sent": net.sent,
             "messages_delivered": net.delivered,

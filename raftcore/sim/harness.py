@@ -108,7 +108,7 @@ class ClientEnd(Protocol):
     """Where answers go, and word of requests no engine will answer
     (``raftcore.sim.clients.ClientTraffic``)."""
 
-    def answer(self, cmd: Respond) -> None: ...
+    def answer(self, cmd: Respond, node: SimNode) -> None: ...
     def lost(self, request_id: Hashable) -> None: ...
     def refused(self, request_id: Hashable) -> None: ...
 
@@ -392,6 +392,7 @@ class Harness:
                     )
                     results[e.log_id.index] = None
                 answers.applied(node, e.data, e.log_id)
+        node.sm_index = cmd.entries[-1].log_id.index
         self._in_order(node, self._applied, Applied(cmd.entries[-1].log_id, tuple(results.items())))
         return results
 
@@ -487,6 +488,7 @@ class Harness:
         assert sm is not None
         lid = snap.meta.last_log_id
         sm.restore(snap.data, lid)  # type: ignore[attr-defined]
+        node.sm_index = lid.index
         self.checker.at(self.steps, self.sched.now, node.id)
         state = sm.snapshot()  # type: ignore[attr-defined]
         self.checker.on_snapshot_state(node.id, lid, state, kind=kind)
@@ -497,7 +499,7 @@ class Harness:
     def _respond(self, node: SimNode, cmd: Respond) -> None:
         if self.answers.answered(node, cmd):
             assert self.clients is not None
-            self.clients.answer(cmd)
+            self.clients.answer(cmd, node)
 
     def _arm_timer(self, node: SimNode, *, woke: bool) -> None:
         eng = node.engine
@@ -589,6 +591,7 @@ class Harness:
         """Start a new incarnation of ``node`` from its durable state."""
         node.incarnation += 1
         node.sm = self.sm_factory()
+        node.sm_index = 0
         node.applied_data = set()
         node.receiving = None
         local = node.local(self.sched.now)

@@ -100,6 +100,11 @@ class TupleKvCodec:
     def decode_get(self, result: Any) -> Any:
         return result
 
+    def read_local(self, sm: Any, key: str) -> Any:
+        """Read ``key`` straight from a ``KvStateMachine`` (a linearizable read
+        through ``ClientRead``, served once the node applied the read point)."""
+        return sm.data.get(key)
+
 
 _SNAPSHOT_VERSION = 1
 _SCALARS = (type(None), bool, int, float, str, bytes)

@@ -66,6 +66,7 @@ class SimNode:
         "receiving",
         "rng",
         "sm",
+        "sm_index",
         "snapshots_made",
         "stopped",
         "storage",
@@ -106,6 +107,8 @@ class SimNode:
         #: A snapshot arriving from the leader (lost on a crash); snapshots built.
         self.receiving: tuple[SnapshotMeta, bytearray] | None = None
         self.snapshots_made = 0
+        #: The index of the last entry this incarnation's state machine holds.
+        self.sm_index = 0
 
     def local(self, t: float) -> float:
         """What this node's clock reads at virtual time ``t``."""

@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from raftcore.errors import ClientError, NotInitialized, NotLeader
+from raftcore.events import ReadPolicy
 from raftcore.ids import NodeId
 from raftcore.sim.kv import KvCodec
 from raftcore.sim.linearizability import HistoryRecorder, OpKind, Outcome
@@ -48,9 +49,13 @@ class Driver(Protocol):
 
     def new_request_id(self) -> int: ...
 
+    def submit_read(self, node: NodeId, request_id: Hashable, key: str, policy: ReadPolicy) -> None:
+        """A ``ClientRead`` to ``node``; the answer is the value it then reads."""
+        ...
+
 
 class _Op:
-    __slots__ = ("client", "key", "kind", "node", "op_id", "request_id", "value")
+    __slots__ = ("client", "direct", "key", "kind", "node", "op_id", "request_id", "value")
 
     def __init__(
         self,
@@ -69,6 +74,9 @@ class _Op:
         self.key = key
         self.value = value
         self.node = node
+        #: A get read from the state machine after a ``ClientRead`` (the
+        #: answer is the value), not a get through the log.
+        self.direct = False
 
 
 class _Client:
@@ -106,6 +114,7 @@ class Workload:
         think: tuple[float, float] = (0.0, 0.02),
         backoff: tuple[float, float] = (0.02, 0.1),
         put_ratio: float = 0.6,
+        read_ratio: float = 0.0,
     ) -> None:
         self.driver = driver
         self.rng = rng
@@ -117,6 +126,10 @@ class Workload:
         self.think = think
         self.backoff = backoff
         self.put_ratio = put_ratio
+        #: The share of gets sent as ``ClientRead`` (ReadIndex or lease, at
+        #: any node) rather than through the log.
+        self.read_ratio = read_ratio
+        self.reads_by_policy: dict[str, int] = {p.value: 0 for p in ReadPolicy}
         self.active = False
         self._by_request: dict[Hashable, _Op] = {}
         self.invoked = 0
@@ -162,6 +175,7 @@ class Workload:
             kind = OpKind.GET
             value = None
             data = self.codec.encode_get(key)
+        direct = kind is OpKind.GET and self.read_ratio > 0 and self.rng.chance(self.read_ratio)
         op_id = self.recorder.invoke(c.cid, kind, key, value, now)
         node = self._pick_node(c)
         rid = self.driver.new_request_id()
@@ -169,7 +183,13 @@ class Workload:
         c.op = op
         self._by_request[rid] = op
         self.invoked += 1
-        self.driver.submit(node, rid, data)
+        if direct:
+            op.direct = True
+            policy = self.rng.choice((ReadPolicy.READ_INDEX, ReadPolicy.LEASE))
+            self.reads_by_policy[policy.value] += 1
+            self.driver.submit_read(node, rid, key, policy)
+        else:
+            self.driver.submit(node, rid, data)
         self.driver.schedule(self.timeout, self._timeout, op)
 
     def _finish(self, op: _Op, outcome: Outcome, value: Any = None) -> None:
@@ -209,7 +229,9 @@ class Workload:
             c.hint = None
         else:
             c.hint = op.node
-        value = self.codec.decode_get(result) if op.kind is OpKind.GET and error is None else None
+        value = None
+        if op.kind is OpKind.GET and error is None:
+            value = result if op.direct else self.codec.decode_get(result)
         self._finish(op, outcome, value)
 
     def on_refused(self, request_id: Hashable) -> None:

@@ -19,6 +19,7 @@ from raftcore import (
     ClientWrite,
     LeadershipLost,
     LogId,
+    NodeStopped,
     NotLeader,
     ReadIndexRequest,
     ReadIndexResponse,
@@ -26,6 +27,8 @@ from raftcore import (
     ReadTimeout,
     Respond,
     Send,
+    Stopped,
+    StorageFailed,
     Vote,
     Wakeup,
 )
@@ -205,3 +208,16 @@ def test_known_bug_10_a_partitioned_old_leader_never_answers_a_read() -> None:
     write_index = c.nodes[new].responses["w"].result
     assert answer.error is None and answer.result.index >= 3, answer
     assert write_index == "fresh"  # (the loopback state machine echoes the data)
+
+
+def test_a_leader_whose_disk_fails_sends_nothing_more_not_even_to_a_waiting_follower() -> None:
+    """Regression (simulator seeds 30, 357, ... of the issue-11 campaign): a
+    stopped engine emits only answers to its own clients; the follower's
+    read times out on its side."""
+    e = make_leader()
+    recv(e, 2, ReadIndexRequest(L, 7), 0.5)
+    e.handle(ClientRead("mine"), 0.5)
+    assert e.handle(StorageFailed("disk"), 0.6) == [
+        Respond("mine", None, NodeStopped("disk")),
+        Stopped("disk"),
+    ]
