@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from raftcore.errors import LeadershipLost, NotLeader
+from raftcore.events import ReadPolicy
 from raftcore.ids import NodeId
 from raftcore.sim.kv import KvStateMachine, TupleKvCodec
 from raftcore.sim.linearizability import HistoryRecorder, OpKind, Outcome, check_history
@@ -36,6 +37,9 @@ class FakeDriver:
 
     def submit(self, node: NodeId, request_id: Hashable, data: Any) -> None:
         self.submitted.append((node, request_id, data))
+
+    def submit_read(self, node: NodeId, request_id: Hashable, key: str, policy: ReadPolicy) -> None:
+        raise AssertionError("this workload sends no ClientRead (read_ratio is 0)")
 
     def new_request_id(self) -> int:
         self.rid += 1
