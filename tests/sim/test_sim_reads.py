@@ -5,21 +5,23 @@ caught."""
 
 from __future__ import annotations
 
-from typing import Any
+from test_sim_mutants import Wrapped
 
-from raftcore import ClientRead, Engine, Respond
+from raftcore import ClientRead, Respond
+from raftcore.commands import Command
+from raftcore.events import Event
 from raftcore.sim import SimOptions, Simulation
 
 
-class ReadsWithoutConfirmation(Engine):
+class ReadsWithoutConfirmation(Wrapped):
     """A broken engine: the leader answers a read at once from its commit
     index, with no quorum round (known bug 10)."""
 
-    def handle(self, event: Any, now: float) -> list[Any]:
-        if type(event) is ClientRead and self.leader is not None:
-            self.last_now = now
-            return [Respond(event.request_id, self.committed)]
-        return super().handle(event, now)
+    def handle(self, event: Event, now: float) -> list[Command]:
+        e = self.inner
+        if type(event) is ClientRead and e.leader is not None:
+            return [Respond(event.request_id, e.committed)]
+        return e.handle(event, now)
 
 
 def test_reads_of_both_policies_are_checked_and_hold() -> None:
