@@ -2,11 +2,14 @@
 
 The driver is deliberately lean so the numbers are the engine's: storage is a
 list append, the network is a per-node inbox, the state machine returns the
-written data. It works in rounds; in each round every node handles everything
-queued for it (messages, plus one ``ClientWriteBatch`` of every write that
-arrived since the leader's last turn, plus a ``Wakeup`` when its deadline
-passed), then reports one ``IoFlushed`` for all storage commands of the round
-(group commit) and one ``Applied`` for all ``Apply`` commands.
+written data and counts the writes (its snapshot is that count, 8 bytes), and
+``PurgeLog`` drops the log's prefix behind a snapshot. It works in rounds; in
+each round every node handles everything queued for it (messages, plus one
+``ClientWriteBatch`` of every write that arrived since the leader's last turn,
+plus a ``Wakeup`` when its deadline passed), then reports one ``IoFlushed``
+for all storage commands of the round (group commit) and one ``Applied`` for
+all ``Apply`` commands. A ``BuildSnapshot`` is answered with ``SnapshotBuilt``
+at the node's next turn, once the ``Apply`` commands before it are applied.
 
 Each scenario keeps ``clients`` writes outstanding: when one is answered the
 next is issued. Latency is from submit to the leader's ``Respond``.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import attrs
@@ -26,6 +29,7 @@ from raftcore import (
     AppendLog,
     Applied,
     Apply,
+    BuildSnapshot,
     ClientWrite,
     ClientWriteBatch,
     Command,
@@ -38,10 +42,13 @@ from raftcore import (
     Membership,
     MessageReceived,
     NodeId,
+    PurgeLog,
     Respond,
     Role,
     SaveVote,
     Send,
+    SnapshotBuilt,
+    SnapshotMeta,
     Stopped,
     TriggerHeartbeat,
     TruncateLog,
@@ -75,17 +82,33 @@ class BenchFailure(Exception):
 
 
 class _Node:
-    __slots__ = ("applied_writes", "engine", "inbox", "log", "node_id", "vote")
+    __slots__ = (
+        "applied_writes",
+        "build",
+        "engine",
+        "first",
+        "inbox",
+        "log",
+        "node_id",
+        "snapshot",
+        "vote",
+    )
 
     def __init__(self, node_id: NodeId, config: Config, now: float) -> None:
         self.node_id = node_id
         self.engine = Engine(node_id, config, rng=random.Random(node_id), now=now)
         self.inbox: list[Event] = []
-        #: The node's "disk": the in-memory log and vote.
+        #: The node's "disk": the in-memory log and vote. ``log[0]`` has
+        #: index ``first``: a purge drops the list's prefix (and its memory).
         self.log: list[Entry] = []
+        self.first = 1
         self.vote: Vote | None = None
-        #: Normal entries this node's state machine applied.
+        #: The state machine: the number of normal entries it applied.
         self.applied_writes = 0
+        #: Its latest snapshot (that number, 8 bytes), and the build asked
+        #: for, until the ``Apply`` commands before it are applied.
+        self.snapshot = b""
+        self.build: BuildSnapshot | None = None
 
 
 @attrs.define
@@ -119,7 +142,12 @@ class Result:
 
 
 class Cluster:
-    """Three engines and the lean synchronous driver."""
+    """Three engines and the lean synchronous driver.
+
+    Nothing in it grows with the number of writes: outstanding writes are at
+    most ``target``, latency samples are kept only while ``recording``, the
+    log is purged behind each snapshot (``config.snapshot_every``).
+    """
 
     def __init__(self, size: int = 3, config: Config = BENCH_CONFIG) -> None:
         now = time.perf_counter()
@@ -179,12 +207,40 @@ class Cluster:
                 node.vote = c.vote
                 last_io = c.io_id
             elif isinstance(c, TruncateLog):
-                # Nothing is ever purged here: list position = index - 1.
-                del node.log[c.since - 1 :]
+                del node.log[max(0, c.since - node.first) :]
                 last_io = c.io_id
+            elif isinstance(c, PurgeLog):
+                upto = c.upto.index
+                if upto >= node.first:
+                    del node.log[: upto - node.first + 1]
+                    node.first = upto + 1
+                last_io = c.io_id
+            elif isinstance(c, BuildSnapshot):
+                if c.last_log_id.index <= node.engine.applied.index:
+                    # Everything handed out is applied (and reported) already.
+                    self._snapshot(node, c, ())
+                else:
+                    node.build = c  # built once the pending Apply reach it
             elif isinstance(c, Stopped):
                 raise BenchFailure(f"node {node.node_id} stopped: {c!r}")
+            else:
+                # Snapshot transfer: a follower fell behind the purge point,
+                # which never happens with every node in one loop.
+                raise BenchFailure(f"node {node.node_id}: unexpected {c!r}")
         return last_io, to_apply
+
+    def _snapshot(self, node: _Node, build: BuildSnapshot, applied: Sequence[Entry]) -> None:
+        """Snapshot the state machine as of ``build.last_log_id``; ``applied``
+        was just applied, possibly past that index. ``SnapshotBuilt`` is
+        reported at the node's next turn (after this turn's ``Applied``)."""
+        lid = build.last_log_id
+        idx = lid.index
+        count = node.applied_writes
+        count -= sum(1 for e in applied if e.log_id.index > idx and e.kind is _NORMAL)
+        node.snapshot = count.to_bytes(8, "little")
+        node.build = None
+        meta = SnapshotMeta(lid, build.membership, f"{node.node_id}-{idx}", len(node.snapshot))
+        node.inbox.append(SnapshotBuilt(meta))
 
     def _turn(self, node: _Node, now: float) -> bool:
         """One node handles everything queued for it. Returns whether it did anything."""
@@ -229,7 +285,11 @@ class Cluster:
                         results.append((e.log_id.index, e.data))
                         n += 1
                 node.applied_writes += n
-                ev2 = Applied(to_apply[-1].log_id, tuple(results))
+                upto = to_apply[-1].log_id
+                b = node.build
+                if b is not None and b.last_log_id.index <= upto.index:
+                    self._snapshot(node, b, to_apply)
+                ev2 = Applied(upto, tuple(results))
                 to_apply = []
                 io, ap = self._execute(node, handle(ev2, now))
                 if io:
@@ -294,10 +354,18 @@ class Cluster:
         counts = [n.applied_writes for n in self.nodes]
         if any(c != self.answered for c in counts):
             raise BenchFailure(f"applied counts differ: {counts}, answered {self.answered}")
-        logs = {len(n.log) for n in self.nodes}
+        # (Nodes purge at their own snapshots: compare the logs' ends.)
+        logs = {n.log[-1].log_id if n.log else None for n in self.nodes}
         applied = {n.engine.applied for n in self.nodes}
         if len(logs) != 1 or len(applied) != 1:
-            raise BenchFailure(f"nodes diverge: log lengths {logs}, applied {applied}")
+            raise BenchFailure(f"nodes diverge: last log ids {logs}, applied {applied}")
+        for n in self.nodes:
+            if n.log and n.log[0].log_id.index != n.first:
+                raise BenchFailure(f"node {n.node_id}: log starts at {n.log[0]!r}, not {n.first}")
+            if n.engine.snapshot is not None:
+                idx = n.engine.snapshot.last_log_id.index
+                if n.first > idx + 1:
+                    raise BenchFailure(f"node {n.node_id} purged past its snapshot at {idx}")
         if leader.engine.role is not Role.LEADER:
             raise BenchFailure("leadership changed during the run")
 

@@ -10,8 +10,9 @@ counter, so what grows (or not) is the engine.
 Prints one JSON line: ``first_writes_per_s`` and ``last_writes_per_s``
 (throughput over the first and the last 10% of the writes), ``peak_rss_mb``,
 the resident memory after 10% of the writes and at the end, and how many
-entries the engines still hold. ``--no-snapshots`` runs the same without
-snapshots (the log then grows with every write) for comparison.
+entries the engines (and the driver's log) still hold, for the leader: the
+snapshots it built and its last purged index. ``--no-snapshots`` runs the
+same without snapshots (the log then grows with every write) for comparison.
 """
 
 from __future__ import annotations
@@ -24,11 +25,7 @@ import time
 
 import attrs
 
-from bench.engine_bench import BENCH_CONFIG, Cluster, _Node
-from raftcore.commands import BuildSnapshot, Command, PurgeLog, TruncateLog
-from raftcore.entries import Entry
-from raftcore.events import SnapshotBuilt
-from raftcore.snapshots import SnapshotMeta
+from bench.engine_bench import BENCH_CONFIG, Cluster
 
 
 def rss_mb() -> float:
@@ -41,48 +38,20 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-class GrowthCluster(Cluster):
-    """``Cluster`` with snapshots: a build answers at the node's next turn,
-    and a purge drops the log's prefix."""
-
-    def __init__(self, snapshot_every: int | None) -> None:
-        super().__init__(config=attrs.evolve(BENCH_CONFIG, snapshot_every=snapshot_every))
-        #: Each node's first log index still in its list.
-        self.first = {n.node_id: 1 for n in self.nodes}
-        self.snapshots_built = 0
-
-    def _execute(self, node: _Node, cmds: list[Command]) -> tuple[int, list[Entry]]:
-        rest: list[Command] = []
-        last_io = 0
-        nid = node.node_id
-        for c in cmds:
-            if isinstance(c, BuildSnapshot):
-                # The state machine is a counter: its snapshot is 8 bytes.
-                self.snapshots_built += 1
-                meta = SnapshotMeta(c.last_log_id, c.membership, f"s{self.snapshots_built}", 8)
-                node.inbox.append(SnapshotBuilt(meta))
-            elif isinstance(c, PurgeLog):
-                del node.log[: max(0, c.upto.index - self.first[nid] + 1)]
-                self.first[nid] = max(self.first[nid], c.upto.index + 1)
-                last_io = c.io_id
-            elif isinstance(c, TruncateLog):
-                del node.log[c.since - self.first[nid] :]
-                last_io = c.io_id
-            else:
-                rest.append(c)
-        io, to_apply = super()._execute(node, rest)
-        return max(io, last_io), to_apply
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def run(writes: int, clients: int, snapshot_every: int | None) -> dict[str, object]:
-    cluster = GrowthCluster(snapshot_every)
+    cluster = Cluster(config=attrs.evolve(BENCH_CONFIG, snapshot_every=snapshot_every))
     cluster.start()
     # No latency samples: the driver must not grow with the run either.
     cluster.recording = False
     cluster.target = clients
     clock = time.perf_counter
     now = clock()
-    for _ in range(clients):
+    for _ in range(min(clients, writes)):
         cluster.submit(now)
     tenth = max(1, writes // 10)
     marks = {tenth: 0.0, writes - tenth: 0.0, writes: 0.0}
@@ -90,14 +59,16 @@ def run(writes: int, clients: int, snapshot_every: int | None) -> dict[str, obje
     t0 = clock()
     pending = sorted(marks)
     while pending:
-        now = clock()
-        cluster.run_round(now)
+        # Exactly ``writes`` are issued: a write is answered at the earliest
+        # one round after it was issued, so a round issues at most ``target``.
+        left = writes - cluster.next_rid
+        if left < clients:
+            cluster.target = left
+        cluster.run_round(clock())
         while pending and cluster.answered >= pending[0]:
             marks[pending.pop(0)] = clock()
             if cluster.answered >= tenth and not rss_at_tenth:
                 rss_at_tenth = rss_mb()
-        if cluster.answered >= writes:
-            cluster.target = 0
     cluster.settle()
     cluster.check()
     first_s = marks[tenth] - t0
@@ -114,12 +85,13 @@ def run(writes: int, clients: int, snapshot_every: int | None) -> dict[str, obje
         "first_writes_per_s": round(tenth / first_s),
         "last_writes_per_s": round(tenth / last_s),
         "last_over_first": round(first_s / last_s, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_mb_at_10pct": round(rss_at_tenth, 1),
         "rss_mb_at_end": round(rss_mb(), 1),
-        "snapshots_built": cluster.snapshots_built,
+        "snapshots_built": m.snapshots_built,
         "last_purged": m.last_purged.index,
         "log_entries_in_memory": max(len(n.engine.log) for n in cluster.nodes),
+        "driver_log_entries": max(len(n.log) for n in cluster.nodes),
     }
 
 
@@ -130,6 +102,8 @@ def main() -> None:
     p.add_argument("--snapshot-every", type=int, default=10_000)
     p.add_argument("--no-snapshots", action="store_true", help="never snapshot nor purge")
     args = p.parse_args()
+    if args.writes < 10 or args.clients < 1 or args.snapshot_every < 1:
+        p.error("--writes must be >= 10, --clients and --snapshot-every >= 1")
     every = None if args.no_snapshots else args.snapshot_every
     print(json.dumps(run(args.writes, args.clients, every)), flush=True)
 
