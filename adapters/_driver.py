@@ -77,6 +77,7 @@ from raftcore.events import (
     SnapshotBuilt,
     SnapshotInstalled,
     StorageFailed,
+    TransferLeader,
     Wakeup,
 )
 from raftcore.ids import LogId, NodeId
@@ -346,6 +347,10 @@ class Driver:
     ) -> int:
         """Queue a membership change; resolved with ``(log_id, membership)``."""
         return self._request(lambda rid: ChangeMembership(rid, change, retain, expected), resolve)
+
+    def submit_transfer(self, to: NodeId | None, resolve: Resolve) -> int:
+        """Queue a leadership transfer; resolved with the target once handed over."""
+        return self._request(lambda rid: TransferLeader(rid, to), resolve)
 
     def submit_read(self, policy: ReadPolicy, resolve: Resolve) -> int:
         """Queue a read; resolved with its read point (a ``LogId``)."""

@@ -42,7 +42,7 @@ from raftcore.events import (
     TriggerPurge,
     TriggerSnapshot,
 )
-from raftcore.ids import LogId, NodeId
+from raftcore.ids import LogId, NodeId, check_node_id
 from raftcore.membership import AddLearners, Change, Membership
 from raftcore.messages import Message
 from raftcore.state import Metrics
@@ -265,6 +265,33 @@ class NodeApi:
     async def ensure_linearizable(self, *, timeout: float | None = None) -> LogId:
         """``read(ReadPolicy.READ_INDEX)``: the name openraft users look for."""
         return await self.read(ReadPolicy.READ_INDEX, timeout=timeout)
+
+    async def transfer_leader(
+        self, to: NodeId | None = None, *, timeout: float | None = None
+    ) -> NodeId:
+        """Hand leadership to voter ``to`` (``None``: the most up-to-date other
+        voter); returns the new leader's id once this node sees it lead.
+
+        Call it on the leader (``NotLeader`` otherwise, naming the leader).
+        Meanwhile writes and membership changes are refused with
+        ``TransferInProgress`` (retry them at the new leader). Errors:
+        ``InvalidTransfer`` (a learner, a non-member, no other voter),
+        ``TransferInProgress`` (another transfer runs), ``TransferTimeout``
+        (not done within ``Config.transfer_timeout``: the leader serves
+        writes again), ``LeadershipLost`` (another node took over), and
+        ``Timeout`` after ``timeout`` seconds.
+        """
+        if to is not None:
+            check_node_id(to, "to")
+        d = self._live()
+        start = self._now()
+        (target,) = await self._requests([lambda r: d.submit_transfer(to, r)], timeout)
+        if self.metrics().leader_id != target:
+            # Handed over: the target campaigns with every voter's blessing.
+            left = self.config.election_timeout_max if timeout is None else timeout
+            left -= self._now() - start if timeout is not None else 0.0
+            await self.wait_for(lambda m: m.leader_id == target, timeout=max(0.0, left))
+        return target  # type: ignore[no-any-return]
 
     async def write_batch(self, items: Sequence[Any], *, timeout: float | None = None) -> list[Any]:
         """Several writes in one log append; results in order (first error raised)."""

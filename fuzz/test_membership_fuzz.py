@@ -2,7 +2,9 @@
 
 A hypothesis ``RuleBasedStateMachine`` drives a ``SimControl`` cluster of
 three voters and two spare nodes (ids 1-5): membership changes of every kind
-(ids from that pool), writes and reads, snapshots and log purges (by
+(ids from that pool), writes and reads (through the log, ReadIndex and
+lease reads, follower reads), leadership transfers to any node (refusals
+included), snapshots and log purges (by
 policy and on demand, so lagging, restarted and newly added nodes catch up
 through snapshot transfers), crashes keeping any prefix of the unflushed
 writes (in the middle of snapshot builds and installs too), restarts,
@@ -35,6 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from raftcore.engine import Engine
+from raftcore.events import ReadPolicy
 from raftcore.ids import LeaderIdMode, LogId, NodeId
 from raftcore.membership import (
     AddLearners,
@@ -64,6 +67,7 @@ id_sets = st.frozensets(nodes, min_size=1, max_size=len(POOL))
 infos = st.sampled_from(["a", "b", "c"])
 #: Time a client action lets pass afterwards (0: the next rule comes at once).
 then = st.sampled_from([0.0, 0.0, 0.003, 0.02, 0.1, 0.5])
+policies = st.sampled_from(list(ReadPolicy))
 
 
 def _info(ids: frozenset[NodeId]) -> dict[NodeId, str]:
@@ -210,6 +214,23 @@ class MembershipMachine(RuleBasedStateMachine):
         else:
             self.c.write(self._target(node), key)
         self.c.advance(dt)
+
+    @rule(node=st.none() | nodes, key=st.sampled_from(["x", "y"]), policy=policies, dt=then)
+    def linearizable_read(
+        self, node: NodeId | None, key: str, policy: ReadPolicy, dt: float
+    ) -> None:
+        """A ``ClientRead`` (on a follower: a follower read), in the history."""
+        self.c.read(self._target(node), key, policy)
+        self.c.advance(dt)
+
+    @rule(node=st.none() | nodes, to=st.none() | nodes, dt=then)
+    def transfer_leader(self, node: NodeId | None, to: NodeId | None, dt: float) -> None:
+        """Hand leadership over (to anyone: refusals are answers too)."""
+        rid = self.c.transfer_leader(self._target(node), to)
+        self.c.advance(dt)
+        ans = self.c.answer(rid)
+        outcome = "pending" if ans is None else type(ans.error).__name__ if ans.error else "ok"
+        event(f"transfer: {outcome}")
 
     @rule(
         node=st.none() | nodes,

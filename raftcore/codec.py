@@ -43,6 +43,7 @@ from raftcore.messages import (
     Message,
     ReadIndexRequest,
     ReadIndexResponse,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "TAG_READ_INDEX_REQUEST",
     "TAG_READ_INDEX_RESPONSE",
     "TAG_SNAPSHOT_META",
+    "TAG_TIMEOUT_NOW",
     "TAG_VOTE",
     "TAG_VOTE_REQUEST",
     "TAG_VOTE_RESPONSE",
@@ -115,6 +117,7 @@ TAG_INSTALL_SNAPSHOT_RESPONSE = 11
 TAG_SNAPSHOT_META = 12
 TAG_READ_INDEX_REQUEST = 13
 TAG_READ_INDEX_RESPONSE = 14
+TAG_TIMEOUT_NOW = 15
 
 _RECORD_NAMES = {
     TAG_VOTE_REQUEST: "VoteRequest",
@@ -131,6 +134,7 @@ _RECORD_NAMES = {
     TAG_SNAPSHOT_META: "SnapshotMeta",
     TAG_READ_INDEX_REQUEST: "ReadIndexRequest",
     TAG_READ_INDEX_RESPONSE: "ReadIndexResponse",
+    TAG_TIMEOUT_NOW: "TimeoutNow",
 }
 
 _BLANK = EntryKind.BLANK
@@ -624,13 +628,19 @@ def _out(record: str, build: Callable[[Any], list[Any]], obj: Any) -> bytes:
 
 
 def _vote_request_out(m: VoteRequest) -> list[Any]:
-    (vt, vn, vc), (lt, ln, li), pre = m
+    (vt, vn, vc), (lt, ln, li), pre, tr = m
     _vote_ok(vt, vn, vc, "vote")
     _log_id_ok(lt, ln, li, "last_log_id")
     _bool(pre, "pre_vote")
-    # The last slot is reserved for leadership transfer; always false until
-    # it exists, so no peer can use it to skip the lease.
-    return [FORMAT_VERSION, TAG_VOTE_REQUEST, vt, vn, vc, lt, ln, li, pre, False]
+    # The last slot: false, or the transfer's leader as [term, node_id] (a
+    # leader's vote is committed).
+    if tr is None:
+        return [FORMAT_VERSION, TAG_VOTE_REQUEST, vt, vn, vc, lt, ln, li, pre, False]
+    tt, tn, tc = tr
+    _vote_ok(tt, tn, tc, "transfer_from")
+    if not tc:
+        raise _Bad("must be a leader's (committed) vote", "transfer_from")
+    return [FORMAT_VERSION, TAG_VOTE_REQUEST, vt, vn, vc, lt, ln, li, pre, [tt, tn]]
 
 
 def _vote_response_out(m: VoteResponse) -> list[Any]:
@@ -761,6 +771,13 @@ def _read_index_response_out(m: ReadIndexResponse) -> list[Any]:
     return [FORMAT_VERSION, TAG_READ_INDEX_RESPONSE, vt, vn, vc, seq, pt, pn, pi]
 
 
+def _timeout_now_out(m: TimeoutNow) -> list[Any]:
+    (vt, vn, vc), (lt, ln, li) = m
+    _vote_ok(vt, vn, vc, "vote")
+    _log_id_ok(lt, ln, li, "last_log_id")
+    return [FORMAT_VERSION, TAG_TIMEOUT_NOW, vt, vn, vc, lt, ln, li]
+
+
 _MESSAGE_OUT: dict[type, tuple[str, Callable[[Any], list[Any]]]] = {
     VoteRequest: ("VoteRequest", _vote_request_out),
     VoteResponse: ("VoteResponse", _vote_response_out),
@@ -770,13 +787,14 @@ _MESSAGE_OUT: dict[type, tuple[str, Callable[[Any], list[Any]]]] = {
     InstallSnapshotResponse: ("InstallSnapshotResponse", _install_snapshot_response_out),
     ReadIndexRequest: ("ReadIndexRequest", _read_index_request_out),
     ReadIndexResponse: ("ReadIndexResponse", _read_index_response_out),
+    TimeoutNow: ("TimeoutNow", _timeout_now_out),
 }
 
 
 def encode_message(msg: Message) -> bytes:
     """Encode a peer message (``VoteRequest``, ``VoteResponse``, ``AppendRequest``,
     ``AppendResponse``, ``InstallSnapshotRequest``, ``InstallSnapshotResponse``,
-    ``ReadIndexRequest`` or ``ReadIndexResponse``); ``EncodeError`` if it cannot
+    ``ReadIndexRequest``, ``ReadIndexResponse`` or ``TimeoutNow``); ``EncodeError`` if it cannot
     be represented."""
     found = _MESSAGE_OUT.get(type(msg))
     if found is None:
@@ -963,13 +981,18 @@ def _arity(a: list[Any], n: int) -> None:
 
 def _vote_request_in(a: list[Any]) -> VoteRequest:
     _arity(a, 10)
-    _, _, vt, vn, vc, lt, ln, li, pre, tr = a
+    _, _, vt, vn, vc, lt, ln, li, pre, slot = a
     _vote_ok(vt, vn, vc, "vote")
     _log_id_ok(lt, ln, li, "last_log_id")
     _bool(pre, "pre_vote")
-    if tr is not False:
-        raise _Bad(f"leadership transfer is not supported, got {_show(tr)}", "transfer")
-    return _new(VoteRequest, (_new(Vote, (vt, vn, vc)), _new(LogId, (lt, ln, li)), pre))
+    tr = None
+    if slot is not False:
+        if type(slot) is not list or len(slot) != 2:
+            raise _Bad(f"expected false or [term, node_id], got {_show(slot)}", "transfer_from")
+        tt, tn = slot
+        _vote_ok(tt, tn, True, "transfer_from")
+        tr = _new(Vote, (tt, tn, True))
+    return _new(VoteRequest, (_new(Vote, (vt, vn, vc)), _new(LogId, (lt, ln, li)), pre, tr))
 
 
 def _vote_response_in(a: list[Any]) -> VoteResponse:
@@ -1105,6 +1128,14 @@ def _read_index_response_in(a: list[Any]) -> ReadIndexResponse:
     return _new(ReadIndexResponse, (_new(Vote, (vt, vn, vc)), seq, point))
 
 
+def _timeout_now_in(a: list[Any]) -> TimeoutNow:
+    _arity(a, 8)
+    _, _, vt, vn, vc, lt, ln, li = a
+    _vote_ok(vt, vn, vc, "vote")
+    _log_id_ok(lt, ln, li, "last_log_id")
+    return _new(TimeoutNow, (_new(Vote, (vt, vn, vc)), _new(LogId, (lt, ln, li))))
+
+
 _MESSAGE_IN: dict[int, Callable[[list[Any]], Message]] = {
     TAG_VOTE_REQUEST: _vote_request_in,
     TAG_VOTE_RESPONSE: _vote_response_in,
@@ -1114,6 +1145,7 @@ _MESSAGE_IN: dict[int, Callable[[list[Any]], Message]] = {
     TAG_INSTALL_SNAPSHOT_RESPONSE: _install_snapshot_response_in,
     TAG_READ_INDEX_REQUEST: _read_index_request_in,
     TAG_READ_INDEX_RESPONSE: _read_index_response_in,
+    TAG_TIMEOUT_NOW: _timeout_now_in,
 }
 
 
@@ -1132,7 +1164,7 @@ def decode_message(data: bytes) -> Message:
     tag = a[1]
     build = _MESSAGE_IN.get(tag)
     if build is None:
-        raise _tag_problem("message", tag, "a message record (tags 1-4, 10-11, 13-14)")
+        raise _tag_problem("message", tag, "a message record (tags 1-4, 10-11, 13-15)")
     return _in(a, _RECORD_NAMES[tag], build)  # type: ignore[no-any-return]
 
 

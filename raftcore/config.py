@@ -76,6 +76,10 @@ class Config:
     #: How far apart (as a fraction) two nodes' clock rates may be; lease
     #: reads shorten the lease by it (docs/reads.md).
     max_clock_drift: float = 0.01
+    #: A leadership transfer whose target has not taken over within this
+    #: long is abandoned and the leader serves writes again. ``None``:
+    #: equal to ``election_timeout_max``.
+    transfer_timeout: float | None = None
 
     def __attrs_post_init__(self) -> None:
         _positive("election_timeout_min", self.election_timeout_min)
@@ -124,7 +128,12 @@ class Config:
         d = self.max_clock_drift
         if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1:
             raise ConfigError("max_clock_drift", f"must be a number in [0, 1), got {d!r}")
-        for name in ("replication_timeout", "greater_log_backoff", "read_timeout"):
+        for name in (
+            "replication_timeout",
+            "greater_log_backoff",
+            "read_timeout",
+            "transfer_timeout",
+        ):
             v = getattr(self, name)
             if v is not None:
                 _positive(name, v)
@@ -146,6 +155,12 @@ class Config:
     def read_deadline(self) -> float:
         """How long a read may wait for its confirmation."""
         return self.read_timeout if self.read_timeout is not None else self.election_timeout_max
+
+    @property
+    def transfer_deadline(self) -> float:
+        """How long a leadership transfer may take before it is abandoned."""
+        t = self.transfer_timeout
+        return t if t is not None else self.election_timeout_max
 
     @property
     def backoff(self) -> float:

@@ -87,6 +87,32 @@ class ReadTimeout(ClientError):
 
 
 @attrs.define(frozen=True, auto_exc=True, eq=True)
+class TransferInProgress(ClientError):
+    """The leader is handing leadership to ``to``: it takes no writes or
+    membership changes meanwhile (retry at the new leader), and no second
+    transfer."""
+
+    to: int | None = None
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class InvalidTransfer(ClientError):
+    """A leadership transfer that cannot happen; ``reason`` says why (the
+    target is a learner or not a member, or there is no other voter)."""
+
+    reason: str = ""
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
+class TransferTimeout(ClientError):
+    """The transfer to ``to`` did not finish within ``timeout`` seconds
+    (``Config.transfer_timeout``); the leader went back to serving writes."""
+
+    to: int | None = None
+    timeout: float = 0.0
+
+
+@attrs.define(frozen=True, auto_exc=True, eq=True)
 class NodeStopped(ClientError):
     """The engine stopped (e.g. storage failure) before answering."""
 

@@ -63,6 +63,27 @@ class ClientRead(NamedTuple):
 
 
 @value
+class TransferLeader(NamedTuple):
+    """Hand leadership to voter ``to`` (``None``: the most up-to-date other
+    voter). Leader only.
+
+    The leader refuses new writes and membership changes
+    (``TransferInProgress``), brings the target's log up to its own, then
+    sends it ``TimeoutNow``: the target campaigns at once and the voters
+    grant it despite the lease, this one election only. Answered
+    ``Respond(request_id, target)`` once this node hands over (it grants
+    the target's vote, or sees it lead), or with ``NotLeader``,
+    ``InvalidTransfer`` (a learner, a non-member, no other voter),
+    ``TransferInProgress`` (another transfer is running), ``TransferTimeout``
+    (not done within ``Config.transfer_timeout``: the leader serves writes
+    again) or ``LeadershipLost`` (another node took over).
+    """
+
+    request_id: Hashable
+    to: NodeId | None = None
+
+
+@value
 class ChangeMembership(NamedTuple):
     """Change the membership (leader only); see ``raftcore.membership`` for changes.
 
@@ -151,7 +172,10 @@ class StorageFailed(NamedTuple):
 
 @value
 class TriggerElection(NamedTuple):
-    """Start an election now (no pre-vote), if this node is a voter."""
+    """Start an election now (no pre-vote), if this node is a voter and does
+    not honour a live leader's lease (with check-quorum, for a lease after
+    it last heard from that leader; use ``TransferLeader`` to move a live
+    leader)."""
 
 
 @value
@@ -165,6 +189,7 @@ Event = (
     | ClientWriteBatch
     | ClientRead
     | ChangeMembership
+    | TransferLeader
     | MessageReceived
     | Wakeup
     | IoFlushed

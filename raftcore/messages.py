@@ -22,6 +22,10 @@ class VoteRequest(NamedTuple):
     last_log_id: LogId
     #: A pre-vote asks "would you vote for me?" without changing anyone's vote.
     pre_vote: bool = False
+    #: A leadership transfer: the vote of the leader whose ``TimeoutNow``
+    #: started this campaign. A voter still following exactly that leader
+    #: grants despite the lease (only that leader can waive it).
+    transfer_from: Vote | None = None
 
 
 @value
@@ -111,6 +115,15 @@ class ReadIndexResponse(NamedTuple):
     read_point: LogId | None
 
 
+@value
+class TimeoutNow(NamedTuple):
+    """The leader hands over: campaign now (no pre-vote), if your log
+    reaches ``last_log_id`` and you still follow ``vote``."""
+
+    vote: Vote
+    last_log_id: LogId
+
+
 Message = (
     VoteRequest
     | VoteResponse
@@ -120,4 +133,5 @@ Message = (
     | InstallSnapshotResponse
     | ReadIndexRequest
     | ReadIndexResponse
+    | TimeoutNow
 )

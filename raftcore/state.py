@@ -91,4 +91,6 @@ class Metrics:
     #: Snapshots this engine installed from a leader / built, since it started.
     snapshots_installed: int = 0
     snapshots_built: int = 0
+    #: Leader only: the target of the leadership transfer in progress.
+    transfer_to: NodeId | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)

@@ -270,10 +270,10 @@ def test_a_different_version_is_named() -> None:
 
 def test_wrong_tags_are_named() -> None:
     assert codec_error(decode_message, encode_vote(VOTE)) == (
-        "message: expected a message record (tags 1-4, 10-11, 13-14), got record tag 6 (Vote)"
+        "message: expected a message record (tags 1-4, 10-11, 13-15), got record tag 6 (Vote)"
     )
     assert codec_error(decode_message, cbor2.dumps([1, 42, 0])) == (
-        "message: expected a message record (tags 1-4, 10-11, 13-14), got unknown record tag 42"
+        "message: expected a message record (tags 1-4, 10-11, 13-15), got unknown record tag 42"
     )
     assert codec_error(decode_vote, encode_log_id(LID)) == (
         "Vote: expected record tag 6, got record tag 7 (LogId)"

@@ -14,6 +14,7 @@ from raftcore.engine import _leader as leader
 from raftcore.engine import _membership as membership
 from raftcore.engine import _reads as reads
 from raftcore.engine import _snapshot_receive as snapshot_receive
+from raftcore.engine import _transfer as transfer
 from raftcore.engine._apply import advance_apply, build_snapshot, on_applied
 from raftcore.engine._io import IoProgress
 from raftcore.engine._log import Log
@@ -22,7 +23,7 @@ from raftcore.engine._roles import RemoteRead
 from raftcore.engine._snapshot import on_snapshot_built, purge_if_due, recover_snapshot
 from raftcore.engine._state import NEVER, NodeState, Rng
 from raftcore.entries import EntryKind, membership_entry
-from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped
+from raftcore.errors import ConfigError, LocalProtocolError, NodeStopped, TransferInProgress
 from raftcore.events import (
     Applied,
     ChangeMembership,
@@ -36,6 +37,7 @@ from raftcore.events import (
     SnapshotBuilt,
     SnapshotInstalled,
     StorageFailed,
+    TransferLeader,
     TriggerElection,
     TriggerHeartbeat,
     TriggerPurge,
@@ -51,6 +53,7 @@ from raftcore.messages import (
     InstallSnapshotResponse,
     ReadIndexRequest,
     ReadIndexResponse,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -133,7 +136,11 @@ class Engine(NodeState):
         self.quorum = None
         self.self_voter = False
         self.election_deadline = None
-        self.leader_heard_at = NEVER
+        # A restarted node may have acknowledged a leader just before it
+        # stopped, and that leader may be serving lease reads on the strength
+        # of it: honour the lease from the start, as if heard from it now.
+        self.leader_heard_at = now
+        self.lease_vote = rec.vote
         self.term_seen = 0
         self.pending_writes = {}
         self.seq = 0
@@ -170,6 +177,7 @@ class Engine(NodeState):
             ClientWriteBatch: self._on_client_write_batch,
             ClientRead: self._on_client_read,
             ChangeMembership: self._on_change_membership,
+            TransferLeader: self._on_transfer_leader,
             IoFlushed: self._on_io_flushed,
             Applied: self._on_applied,
             SnapshotBuilt: self._on_snapshot_built,
@@ -213,11 +221,15 @@ class Engine(NodeState):
             return None
         ld = self.leader
         if ld is not None:
+            due = ld.heartbeat_deadline
             if ld.reads_waiting or ld.read_round is not None:
                 d = reads.read_deadline(ld)
-                if d is not None and d < ld.heartbeat_deadline:
-                    return d
-            return ld.heartbeat_deadline
+                if d is not None and d < due:
+                    due = d
+            t = ld.transfer
+            if t is not None and t.deadline < due:
+                due = t.deadline
+            return due
         if self.remote_reads or self.remote_inflight is not None:
             d = reads.remote_read_deadline(self)
             e = self.election_deadline
@@ -252,7 +264,17 @@ class Engine(NodeState):
             last_purged=self.log.last_purged,
             snapshots_installed=self.snapshots_installed,
             snapshots_built=self.snapshots_built,
+            transfer_to=None if ld is None or ld.transfer is None else ld.transfer.to,
         )
+
+    def lease_read_end(self, now: float) -> float | None:
+        """Until when (this node's clock) a leader answers lease reads without
+        a round; ``None`` when it does not lead or lease reads are off."""
+        ld = self.leader
+        if ld is None or self.stopped is not None:
+            return None
+        end = reads.lease_read_end(self, ld, now)
+        return None if end == NEVER else end
 
     @property
     def last_log_id(self) -> LogId:
@@ -281,6 +303,8 @@ class Engine(NodeState):
             reads.on_read_index_request(self, self.leader, ev.sender, msg, now)  # type: ignore[arg-type]
         elif t is ReadIndexResponse:
             reads.on_read_index_response(self, ev.sender, msg)  # type: ignore[arg-type]
+        elif t is TimeoutNow:
+            election.on_timeout_now(self, ev.sender, msg, now)  # type: ignore[arg-type]
         else:
             raise LocalProtocolError(f"not a raft message: {msg!r}")
 
@@ -298,6 +322,12 @@ class Engine(NodeState):
             for rid, _ in requests:
                 self.emit(Respond(rid, None, err))
             return
+        t = ld.transfer
+        if t is not None:
+            busy = TransferInProgress(t.to)
+            for rid, _ in requests:
+                self.emit(Respond(rid, None, busy))
+            return
         leader.on_client_writes(self, ld, requests, now)
 
     def _on_client_read(self, ev: ClientRead, now: float) -> None:
@@ -312,7 +342,17 @@ class Engine(NodeState):
         if ld is None:
             self.emit(Respond(ev.request_id, None, self.refusal()))
             return
+        if ld.transfer is not None:
+            self.emit(Respond(ev.request_id, None, TransferInProgress(ld.transfer.to)))
+            return
         membership.on_change_membership(self, ld, ev, now)
+
+    def _on_transfer_leader(self, ev: TransferLeader, now: float) -> None:
+        ld = self.leader
+        if ld is None:
+            self.emit(Respond(ev.request_id, None, self.refusal()))
+            return
+        transfer.on_transfer_leader(self, ld, ev, now)
 
     def _on_io_flushed(self, ev: IoFlushed, now: float) -> None:
         try:
@@ -352,7 +392,8 @@ class Engine(NodeState):
     def _on_wakeup(self, ev: Wakeup, now: float) -> None:
         ld = self.leader
         if ld is not None:
-            if now >= ld.heartbeat_deadline:
+            t = ld.transfer
+            if now >= ld.heartbeat_deadline or (t is not None and now >= t.deadline):
                 leader.leader_tick(self, ld, now)
             if self.leader is ld and (ld.reads_waiting or ld.read_round is not None):
                 d = reads.read_deadline(ld)
@@ -395,6 +436,8 @@ class Engine(NodeState):
         ld = self.leader
         if ld is not None:
             membership.answer_change_stopped(self, ld, err)
+            if ld.transfer is not None:
+                self.emit(Respond(ld.transfer.request_id, None, err))
             for rid in ld.take_reads():
                 if type(rid) is not RemoteRead:  # a stopped node sends nothing more
                     self.emit(Respond(rid, None, err))
@@ -407,7 +450,11 @@ class Engine(NodeState):
         self.emit(Stopped(ev.reason))
 
     def _on_trigger_election(self, ev: TriggerElection, now: float) -> None:
-        if self.self_voter:
+        # Not while honouring another leader's lease: that leader may be
+        # answering lease reads on the strength of it (TransferLeader is
+        # the way to move a live leader).
+        holder = election.lease_holder(self, now)
+        if self.self_voter and (holder is None or holder == self.node_id):
             election.start_election(self, now)
 
     def _on_trigger_heartbeat(self, ev: TriggerHeartbeat, now: float) -> None:

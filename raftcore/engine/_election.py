@@ -5,9 +5,10 @@ from __future__ import annotations
 from raftcore.engine._leader import become_leader, lease_valid
 from raftcore.engine._roles import CandidateState
 from raftcore.engine._state import NodeState
+from raftcore.engine._transfer import authorized, handover_from
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import NodeId, Vote, compare_votes, vote_ge
-from raftcore.messages import VoteRequest, VoteResponse
+from raftcore.messages import TimeoutNow, VoteRequest, VoteResponse
 from raftcore.state import Role
 
 
@@ -49,7 +50,9 @@ def _start_pre_vote(s: NodeState, now: float) -> None:
         s.send(n, req)
 
 
-def start_election(s: NodeState, now: float) -> None:
+def start_election(s: NodeState, now: float, transfer_from: Vote | None = None) -> None:
+    """Campaign now (no pre-vote); ``transfer_from``: a leadership transfer
+    from the leader of that vote."""
     vote = Vote(_next_term(s), s.node_id, False)
     s.step_down()
     campaign = CandidateState(vote, set(), now)
@@ -57,9 +60,16 @@ def start_election(s: NodeState, now: float) -> None:
     s.role = Role.CANDIDATE
     s.candidate = campaign
     s.reset_election_timer(now)
-    req = VoteRequest(vote, s.log.last_log_id())
+    req = VoteRequest(vote, s.log.last_log_id(), False, transfer_from)
     for n in s.other_voters():
         s.send_when_durable(n, req)
+
+
+def on_timeout_now(s: NodeState, sender: NodeId, msg: TimeoutNow, now: float) -> None:
+    """The leader this node follows hands leadership over to it."""
+    leader_vote = handover_from(s, sender, msg)
+    if leader_vote is not None:
+        start_election(s, now, transfer_from=leader_vote)
 
 
 def self_vote_durable(s: NodeState, now: float) -> None:
@@ -88,20 +98,38 @@ def _check_votes(s: NodeState, campaign: CandidateState, now: float) -> None:
 # -- receiving ----------------------------------------------------------------
 
 
-def _within_lease(s: NodeState, sender: NodeId, now: float) -> bool:
+def lease_holder(s: NodeState, now: float) -> NodeId | None:
+    """The leader whose lease this node (not leading) honours now, if any.
+
+    A follower that accepted a message from a leader promises not to help
+    elect anyone else for a lease after it, whatever it does meanwhile (its
+    own vote may change: a forced campaign, a restart). Only with
+    check-quorum: without it a leader that can send but not hear (a one-way
+    partition) never steps down, and a lease honoured on its behalf would
+    block every election forever (etcd's rule too).
+    """
+    lv = s.lease_vote
+    c = s.config
+    if c.check_quorum and lv.committed and now < s.leader_heard_at + c.lease:
+        return lv.node_id
+    return None
+
+
+def _within_lease(s: NodeState, sender: NodeId, req: VoteRequest, now: float) -> bool:
     """Would granting ``sender`` disturb a leader we know to be alive?
 
-    Only with check-quorum: without it a leader that can send but not hear
-    (a one-way partition) never steps down, and a lease honoured on its
-    behalf would block every election forever (etcd's rule too).
+    A leadership transfer waives the lease of the leader named in
+    ``transfer_from``: on a follower of exactly that leader, and on that
+    leader only for the target it sent ``TimeoutNow``.
     """
     if not s.config.check_quorum:
         return False
+    tr = req.transfer_from
     ld = s.leader
     if ld is not None:
-        return lease_valid(s, ld, now)
-    v = s.vote
-    return v.committed and v.node_id != sender and now < s.leader_heard_at + s.config.lease
+        return not (tr == s.vote and authorized(ld, sender)) and lease_valid(s, ld, now)
+    holder = lease_holder(s, now)
+    return holder is not None and holder != sender and tr != s.lease_vote
 
 
 def on_vote_request(s: NodeState, sender: NodeId, req: VoteRequest, now: float) -> None:
@@ -117,7 +145,7 @@ def on_vote_request(s: NodeState, sender: NodeId, req: VoteRequest, now: float) 
     # it lacks the committed membership that removed it (so up-to-date
     # voters refuse it on log grounds), and nothing here adopts the term
     # of a refused candidate.
-    if not _within_lease(s, sender, now) and req.last_log_id >= s.log.last_log_id():
+    if not _within_lease(s, sender, req, now) and req.last_log_id >= s.log.last_log_id():
         if req.pre_vote:
             granted = vote_ge(v, s.vote, mode)
         elif vote_ge(v, s.vote, mode):

@@ -16,6 +16,7 @@ from raftcore.engine._roles import CandidateState, LeaderState
 from raftcore.engine._snapshot import purge_if_due
 from raftcore.engine._snapshot_send import resend_lost_chunks, send_chunks
 from raftcore.engine._state import NEVER, NodeState
+from raftcore.engine._transfer import send_timeout_now, transfer_tick
 from raftcore.entries import Entry, EntryKind, blank
 from raftcore.errors import RemoteProtocolError
 from raftcore.ids import LogId, NodeId, Vote, compare_votes
@@ -106,6 +107,9 @@ def on_append_response(s: NodeState, sender: NodeId, resp: AppendResponse, now: 
         if p.probing and resp.seq >= p.reset_seq and p.matching.index + 1 >= p.next_index:
             # The match point is found: everything sent is confirmed.
             p.probing = False
+        t = ld.transfer
+        if t is not None and t.to == sender and t.sent_at is None:
+            send_timeout_now(s, ld, now)
     else:
         if resp.seq < p.reset_seq:
             return
@@ -141,6 +145,9 @@ def on_install_response(
             p.matching = m
         p.reset(p.matching.index + 1, s.seq + 1)
         replicate(s, sender, p, now)
+        ld = s.leader
+        if ld is not None and ld.transfer is not None and ld.transfer.to == sender:
+            send_timeout_now(s, ld, now)
         return
     if t is None or resp.snapshot_id != t.meta.snapshot_id:
         return  # about a transfer that is over
@@ -214,4 +221,5 @@ def leader_tick(s: NodeState, ld: LeaderState, now: float) -> None:
             heartbeat(s, n, p, now)
         due = min(due, p.last_sent_at + interval)
     ld.heartbeat_deadline = due
+    transfer_tick(s, ld, now)
     purge_if_due(s)

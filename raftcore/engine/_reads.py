@@ -53,16 +53,22 @@ def quorum_acked_at(s: NodeState, ld: LeaderState, now: float) -> float:
     return q.quorum_value(values, NEVER)
 
 
-def on_client_read(s: NodeState, ld: LeaderState, ev: ClientRead, now: float) -> None:
+def lease_read_end(s: NodeState, ld: LeaderState, now: float) -> float:
+    """Until when (this node's clock) a lease read is answered without a
+    round; ``NEVER`` when lease reads are off: without check-quorum (voters
+    then honour no lease), before an entry of this leader's term commits,
+    and once a leadership transfer revoked the lease."""
     c = s.config
-    if (
-        ev.policy is ReadPolicy.LEASE
-        and s.committed.index >= ld.first_index
-        and now < quorum_acked_at(s, ld, now) + c.lease / (1.0 + c.max_clock_drift)
-    ):
+    if not c.check_quorum or ld.lease_revoked or s.committed.index < ld.first_index:
+        return NEVER
+    return quorum_acked_at(s, ld, now) + c.lease / (1.0 + c.max_clock_drift)
+
+
+def on_client_read(s: NodeState, ld: LeaderState, ev: ClientRead, now: float) -> None:
+    if ev.policy is ReadPolicy.LEASE and now < lease_read_end(s, ld, now):
         s.emit(Respond(ev.request_id, s.committed))
         return
-    ld.reads_waiting.append((ev.request_id, now + c.read_deadline))
+    ld.reads_waiting.append((ev.request_id, now + s.config.read_deadline))
     start_round(s, ld, now)
 
 

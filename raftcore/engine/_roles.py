@@ -25,6 +25,20 @@ class RemoteRead(NamedTuple):
     seq: int
 
 
+class Transfer:
+    """A leadership transfer in progress: who asked, the target, when it is
+    abandoned, and when ``TimeoutNow`` was last sent (``None``: not yet, the
+    target is catching up)."""
+
+    __slots__ = ("deadline", "request_id", "sent_at", "to")
+
+    def __init__(self, request_id: Hashable, to: NodeId, deadline: float) -> None:
+        self.request_id = request_id
+        self.to = to
+        self.deadline = deadline
+        self.sent_at: float | None = None
+
+
 class CandidateState:
     """One campaign: the vote asked for and the voters that granted it."""
 
@@ -46,11 +60,13 @@ class LeaderState:
         "elected_from",
         "first_index",
         "heartbeat_deadline",
+        "lease_revoked",
         "membership_change",
         "progress",
         "queued_change",
         "read_round",
         "reads_waiting",
+        "transfer",
     )
 
     def __init__(self, first_index: int, heartbeat_deadline: float, elected_from: float) -> None:
@@ -70,6 +86,12 @@ class LeaderState:
         #: The round in progress: its start (the leader's clock), the read
         #: point it confirms, and its reads.
         self.read_round: tuple[float, LogId, list[tuple[Hashable, float]]] | None = None
+        #: The leadership transfer in progress.
+        self.transfer: Transfer | None = None
+        #: Set once this leader sent ``TimeoutNow``: the voters may now elect
+        #: the target despite the lease, so lease reads are over for good
+        #: (even if the transfer is abandoned).
+        self.lease_revoked = False
 
     def take_reads(self) -> list[Hashable]:
         """Every waiting read's request id, now no longer waiting."""

@@ -70,8 +70,10 @@ class NodeState:
     membership: Membership | None
     quorum: QuorumSet | None
     election_deadline: float | None
-    #: When this follower last accepted a message from a leader (for the lease).
+    #: When this follower last accepted a message from a leader, and that
+    #: leader's vote: it honours that leader's lease from then on.
     leader_heard_at: float
+    lease_vote: Vote
     #: Greatest term of a vote request this node refused (volatile). Never
     #: adopted as a vote; only a campaign of this node starts above it.
     term_seen: int
@@ -283,6 +285,7 @@ class NodeState:
         else:
             self.restart_election_timer(now)
         self.leader_heard_at = now
+        self.lease_vote = vote
 
     def become_follower(self, now: float) -> None:
         if self.leader is not None:
@@ -307,6 +310,15 @@ class NodeState:
             self.emit(Respond(queued.request_id, None, self.not_leader()))
         c = self.committed.index
         leader = self._other_leader()
+        t = ld.transfer
+        if t is not None:
+            # Handed over (we follow the target's vote now), or overtaken.
+            done = leader == t.to
+            self.emit(
+                Respond(
+                    t.request_id, t.to if done else None, None if done else LeadershipLost(leader)
+                )
+            )
         for rid in ld.take_reads():
             self.answer_read(rid, None, LeadershipLost(leader))
         for idx in [i for i in self.pending_writes if i > c]:

@@ -49,8 +49,9 @@ class AnswerRecord:
         self._refused_data: set[Any] = set()
         #: Change requests an engine may answer: request id -> (change, retain).
         self._change_requests: dict[Hashable, tuple[Change, bool]] = {}
-        #: ``ClientRead`` requests an engine holds (answered with a read point).
-        self._reads: set[Hashable] = set()
+        #: Requests answered with no payload to check: ``ClientRead`` (a read
+        #: point) and ``TransferLeader`` (the new leader's id).
+        self._no_payload: set[Hashable] = set()
         #: OK change answers of the current step, checked once it is observed.
         self.change_answers: list[tuple[NodeId, Change, bool, Any]] = []
 
@@ -73,7 +74,10 @@ class AnswerRecord:
     def hold_read(self, request_id: Hashable, node: SimNode) -> None:
         """``node`` now holds a ``ClientRead`` (answered with a read point)."""
         self.inflight[request_id] = (node.id, node.incarnation)
-        self._reads.add(request_id)
+        self._no_payload.add(request_id)
+
+    #: ``node`` now holds a ``TransferLeader`` (answered with a node id).
+    hold_transfer = hold_read
 
     def hold_change(
         self, request_id: Hashable, node: SimNode, change: Change, retain: bool
@@ -98,7 +102,7 @@ class AnswerRecord:
     def release(self, request_id: Hashable) -> None:
         """The node holding the request crashed: it will never be answered."""
         del self.inflight[request_id]
-        self._reads.discard(request_id)
+        self._no_payload.discard(request_id)
 
     # -- answers and what the state machines did ------------------------------------------
 
@@ -121,8 +125,8 @@ class AnswerRecord:
         if change is not None:
             if cmd.error is None:
                 self.change_answers.append((node.id, change[0], change[1], cmd.result))
-        elif rid in self._reads:
-            self._reads.discard(rid)
+        elif rid in self._no_payload:
+            self._no_payload.discard(rid)
         else:
             self._check_answer(node, cmd)
         return True

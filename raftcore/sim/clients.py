@@ -29,6 +29,7 @@ from raftcore.sim.churn import ChurnClient
 from raftcore.sim.harness import Harness
 from raftcore.sim.node import SimNode
 from raftcore.sim.rng import Rng
+from raftcore.sim.transfers import TransferClient
 from raftcore.sim.workload import LivenessProbe, Workload
 
 __all__ = ["ClientTraffic"]
@@ -49,6 +50,7 @@ class ClientTraffic:
         workload: Workload,
         probe: LivenessProbe,
         churn: ChurnClient | None,
+        transfers: TransferClient | None = None,
     ) -> None:
         self._harness = harness
         self._sched = harness.sched
@@ -59,6 +61,7 @@ class ClientTraffic:
         self._workload = workload
         self._probe = probe
         self._churn = churn
+        self._transfers = transfers
         #: Hears every answer instead of the simulator's own clients.
         self.on_answer: Callable[[Hashable, Any, ClientError | None], None] | None = None
         #: Hears every request refused (``"refused"``) or lost (``"lost"``).
@@ -80,6 +83,11 @@ class ClientTraffic:
         self._read_keys[request_id] = key
         ev = ClientRead(request_id, policy)
         self._sched.schedule(self._rng.uniform(0.0001, 0.002), self._read_arrive, node, ev)
+
+    def read_now(self, node: NodeId, request_id: Hashable, key: str, policy: ReadPolicy) -> None:
+        """Hand ``node`` a ``ClientRead`` at once (the manual control API)."""
+        self._read_keys[request_id] = key
+        self._read_arrive(node, ClientRead(request_id, policy))
 
     def _read_arrive(self, nid: NodeId, ev: ClientRead) -> None:
         node = self._nodes[nid]
@@ -179,6 +187,8 @@ class ClientTraffic:
             self._probe.on_response(rid, result, error)
         elif self._churn is not None and self._churn.owns(rid):
             self._churn.on_response(rid, result, error)
+        elif self._transfers is not None and self._transfers.owns(rid):
+            self._transfers.on_response(rid, result, error)
         else:
             self._workload.on_response(rid, result, error)
 
@@ -205,5 +215,7 @@ class ClientTraffic:
             self._probe.on_lost(rid)
         elif self._churn is not None and self._churn.owns(rid):
             self._churn.on_lost(rid)
+        elif self._transfers is not None and self._transfers.owns(rid):
+            self._transfers.on_lost(rid)
         else:
             self._workload.on_lost(rid)

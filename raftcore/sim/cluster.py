@@ -82,6 +82,7 @@ from raftcore.sim.rng import Rng
 from raftcore.sim.scheduler import Scheduler
 from raftcore.sim.storage import SimStorage
 from raftcore.sim.trace import Trace, TraceSink
+from raftcore.sim.transfers import TransferClient
 from raftcore.sim.workload import Workload
 
 __all__ = ["ManualTiming", "SimEngine", "SimResult", "Simulation", "TraceSink"]
@@ -157,6 +158,7 @@ class Simulation:
             manual=manual,
         )
         churn = opts.churn and manual is None
+        self.transfers = TransferClient(self.harness, self.answers, self._node_ids)
         self.faults = FaultInjector(
             opts,
             self.harness,
@@ -165,6 +167,7 @@ class Simulation:
             rng.fork("clocks"),
             initial_voters=self.initial_voters,
             churn=churn,
+            transfers=self.transfers,
         )
 
         self.recorder = HistoryRecorder()
@@ -205,6 +208,7 @@ class Simulation:
             workload=self.workload,
             probe=self.probe,
             churn=self.churn,
+            transfers=self.transfers,
         )
         self.clients.read_local = self._read_local(probe)
         self.harness.clients = self.clients
@@ -384,6 +388,7 @@ class Simulation:
             "crashes": self.harness.crashes,
             **{f"client_reads_{k}": n for k, n in self.workload.reads_by_policy.items()},
             **self.harness.snapshot_stats,
+            **self.transfers.stats(),
             "messages_sent": net.sent,
             "messages_delivered": net.delivered,
             "messages_lost": net.lost,

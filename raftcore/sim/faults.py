@@ -11,7 +11,8 @@ random stream, a fault every ``fault_interval`` on average) injects:
   downtime; disk failures (``StorageFailed``: the engine must stop and
   answer every request it held); process pauses. With churn, crashes keep
   a quorum of the current voters up;
-- forced elections and heartbeats.
+- forced elections and heartbeats;
+- leadership transfers (``raftcore.sim.transfers``).
 
 Each burst and partition heals on its own while the faults phase lasts
 (until ``stop()``); ``heal()`` then repairs whatever is left.
@@ -35,12 +36,13 @@ from raftcore.sim.network import (
 from raftcore.sim.node import SimNode
 from raftcore.sim.options import ResolvedOptions
 from raftcore.sim.rng import Rng
+from raftcore.sim.transfers import TransferClient
 
 __all__ = ["CHAOS_KINDS", "FaultInjector", "base_net_params"]
 
 #: Fault kinds injected by the chaos schedule, with their weights
 #: (``drift`` is set up front, ``churn`` is the churn client's).
-CHAOS_KINDS = (("net", 3), ("partition", 3), ("crash", 3), ("election", 1))
+CHAOS_KINDS = (("net", 3), ("partition", 3), ("crash", 3), ("election", 1), ("transfer", 1))
 
 
 def base_net_params(options: ResolvedOptions) -> NetParams:
@@ -66,6 +68,7 @@ class FaultInjector:
         *,
         initial_voters: tuple[NodeId, ...],
         churn: bool,
+        transfers: TransferClient,
     ) -> None:
         self.options = options
         self._harness = harness
@@ -78,6 +81,7 @@ class FaultInjector:
         self.rng = rng
         self._initial_voters = initial_voters
         self._churn = churn
+        self.transfers = transfers
         base = self._network.base
         self._base_delay = (base.delay_min, base.delay_max)
         #: The faults phase is on: faults are injected and heal on their own.
@@ -112,6 +116,9 @@ class FaultInjector:
                 self._partition_fault(r)
             elif kind == "crash":
                 self._crash_fault(r)
+            elif kind == "transfer":
+                self.injected += 1
+                self.transfers.request(r)
             else:
                 self._election_fault(r)
         self._sched.schedule(r.expovariate(self.options.fault_interval), self._chaos)

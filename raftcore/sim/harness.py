@@ -258,6 +258,7 @@ class Harness:
         checker.at(steps, now, node.id)
         # What the step decides with: its commit counts under this membership.
         before = eng.membership
+        was_leader = eng.role is Role.LEADER
         try:
             cmds = eng.handle(event, local)
         except RemoteProtocolError as e:
@@ -273,6 +274,8 @@ class Harness:
         self.trace.step(steps, node.id, local, event, cmds)
         applied = self._execute(node, cmds) if cmds else None
         checker.on_state(node.id, eng.role, eng.vote, eng.committed, lambda: before)
+        if not was_leader and eng.role is Role.LEADER:
+            self._check_lease_bypass(node, eng.vote)
         if applied:
             for entries, results in applied:
                 checker.on_apply(node.id, entries, results)
@@ -663,6 +666,31 @@ class Harness:
             return
         self.trace.note("restart", f"node {node.id} restarts from its durable state")
         self.start(node)
+
+    def _check_lease_bypass(self, node: SimNode, vote: Vote) -> None:
+        """``node`` was just elected: no older leader may still answer lease
+        reads (its lease says nobody else can be elected yet; a transfer
+        revokes it before the voters may waive it)."""
+        now = self.sched.now
+        for other in self.nodes.values():
+            eng = other.engine
+            if (
+                other is node
+                or not other.alive
+                or eng is None
+                or eng.role is not Role.LEADER
+                or not vote_gt(vote, eng.vote, self.leader_id_mode)
+            ):
+                continue
+            local = other.local(now)
+            end = eng.lease_read_end(local)
+            if end is not None and local < end:
+                self.violation(
+                    "lease-bypassed",
+                    f"node {node.id} elected with {vote!r} while leader {other.id} "
+                    f"({eng.vote!r}) still answers lease reads for {end - local:.4f}s",
+                    node.id,
+                )
 
     def find_leader(self) -> NodeId | None:
         """The live leader with the greatest vote, if any (the simulator is omniscient)."""

@@ -24,7 +24,8 @@ issued them, ``Applied`` follows ``apply_delay`` after ``Apply``; engines
 wake at their own deadlines. On top of that the caller can deliver a message
 early (reordering), drop or duplicate it, flush a node's storage now (or only
 part of it), crash a node keeping exactly ``keep`` of its unflushed writes,
-restart it, cut links and heal them. The only randomness left is each
+restart it, cut links and heal them, read with a ``ReadPolicy`` (on a
+leader or a follower) and transfer leadership. The only randomness left is each
 engine's own (election timeouts), from ``seed``.
 
 The invariant checker runs after every engine step as in a seeded run;
@@ -44,6 +45,8 @@ from raftcore.errors import ClientError
 from raftcore.events import (
     ChangeMembership,
     ClientWrite,
+    ReadPolicy,
+    TransferLeader,
     TriggerElection,
     TriggerHeartbeat,
     TriggerPurge,
@@ -378,13 +381,37 @@ class SimControl:
         self._submit(node, rid, ClientWrite(rid, sim.codec.encode_put(key, value)))
         return rid
 
-    def read(self, node: NodeId, key: str = "k") -> Hashable:
-        """A get, through the log; returns the request id."""
+    def read(self, node: NodeId, key: str = "k", policy: ReadPolicy | None = None) -> Hashable:
+        """A get (recorded for ``check_history``); returns the request id.
+
+        Without ``policy`` it goes through the log; with one it is a
+        ``ClientRead`` (ReadIndex or lease; on a follower, a follower read)
+        served from the node's state machine once it applied the read point.
+        """
         sim = self.sim
+        if policy is not None and sim.clients.read_local is None:
+            raise ValueError("this state machine's codec has no read_local: read through the log")
         rid = sim.new_request_id()
         op = sim.recorder.invoke(2, OpKind.GET, key, None, sim.now)
         self._ops[rid] = (op, OpKind.GET)
-        self._submit(node, rid, ClientWrite(rid, sim.codec.encode_get(key)))
+        if policy is None:
+            self._submit(node, rid, ClientWrite(rid, sim.codec.encode_get(key)))
+        else:
+            sim.clients.read_now(node, rid, key, policy)
+        return rid
+
+    def transfer_leader(self, node: NodeId, to: NodeId | None = None) -> Hashable:
+        """Ask ``node`` to hand leadership to ``to`` (``None``: the most
+        up-to-date voter); returns the request id. The answer is the new
+        leader's id once ``node`` handed over, or an error."""
+        sim = self.sim
+        rid = ("transfer", sim.new_request_id())
+        n = sim.nodes[node]
+        if not n.alive:
+            self._on_unanswered(rid, "refused")
+            return rid
+        sim.answers.hold_transfer(rid, n)
+        sim.harness.handle(n, TransferLeader(rid, to))
         return rid
 
     def change(

@@ -47,7 +47,17 @@ _FLAG_ATTRS = {
 #: which skips pre-vote and the leader lease) and forced heartbeats.
 #: ``churn``: membership changes of every kind sent to the leader, over the
 #: initial voters and ``spares`` extra nodes (see ``raftcore.sim.churn``).
-FAULT_KINDS: tuple[str, ...] = ("net", "partition", "crash", "drift", "election", "churn")
+#: ``transfer``: the leader is asked to hand leadership over, to a random
+#: target (see ``raftcore.sim.transfers``).
+FAULT_KINDS: tuple[str, ...] = (
+    "net",
+    "partition",
+    "crash",
+    "drift",
+    "election",
+    "churn",
+    "transfer",
+)
 
 #: Spare nodes a run gets by default when ``churn`` is on (none otherwise).
 DEFAULT_SPARES = 2
@@ -243,6 +253,9 @@ class ResolvedOptions:
             snapshot_lag_threshold=self.snapshot_lag_threshold,
             snapshot_chunk_size=self.snapshot_chunk_size,
             snapshot_window=self.snapshot_window,
+            # Each clock runs within ``clock_drift`` of true time, so two
+            # run up to this far apart: what lease reads must allow for.
+            max_clock_drift=(1 + self.clock_drift) / (1 - self.clock_drift) - 1,
         )
 
     def faults_spec(self) -> str:

@@ -32,7 +32,14 @@ from raftcore.codec import FORMAT_VERSION, Hello
 from raftcore.entries import Entry, EntryKind
 from raftcore.ids import LogId, NodeId, Vote
 from raftcore.membership import Membership
-from raftcore.messages import AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse
+from raftcore.messages import (
+    AppendRequest,
+    AppendResponse,
+    Message,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+)
 from raftcore.quorum import QuorumSpec
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "messages",
     "node_ids",
     "node_infos",
+    "timeouts_now",
     "times",
     "vote_requests",
     "vote_responses",
@@ -171,7 +179,8 @@ def entries(
 
 
 def vote_requests() -> st.SearchStrategy[VoteRequest]:
-    return st.builds(VoteRequest, votes(), log_ids(), st.booleans())
+    leaders = st.builds(Vote, _uints(U64), _uints(U64), st.just(True))
+    return st.builds(VoteRequest, votes(), log_ids(), st.booleans(), st.none() | leaders)
 
 
 def vote_responses() -> st.SearchStrategy[VoteResponse]:
@@ -205,9 +214,17 @@ def append_responses() -> st.SearchStrategy[AppendResponse]:
     )
 
 
+def timeouts_now() -> st.SearchStrategy[TimeoutNow]:
+    return st.builds(
+        TimeoutNow, st.builds(Vote, _uints(U64), _uints(U64), st.just(True)), log_ids()
+    )
+
+
 def messages() -> st.SearchStrategy[Message]:
     """Any peer message."""
-    return st.one_of(vote_requests(), vote_responses(), append_requests(), append_responses())
+    return st.one_of(
+        vote_requests(), vote_responses(), append_requests(), append_responses(), timeouts_now()
+    )
 
 
 def hellos() -> st.SearchStrategy[Hello]:

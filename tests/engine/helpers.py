@@ -166,7 +166,9 @@ def make_leader(
     matching its log.
     """
     vs = tuple(sorted(voters))
-    e = engine(node_id, vs, entries=entries, vote=vote, now=now, **kw)
+    # Started a lease ago: a lease it honours for an earlier leader (its
+    # recovered vote) has run out, so the forced election goes ahead.
+    e = engine(node_id, vs, entries=entries, vote=vote, now=now - LEASE, **kw)
     e.handle(TriggerElection(), now)
     flush(e, now)
     my_vote = e.vote

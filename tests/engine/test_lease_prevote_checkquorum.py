@@ -88,15 +88,20 @@ def test_follower_grants_pre_vote_once_lease_expired() -> None:
     assert e.next_deadline == deadline
 
 
-def test_no_vote_request_bypasses_the_lease() -> None:
-    """Leadership transfer does not exist yet: nothing a peer sends skips the lease."""
+def test_only_a_transfer_from_the_leader_followed_bypasses_the_lease() -> None:
+    """A vote request waives the lease only by naming, in ``transfer_from``,
+    the very leader this voter follows: one from an earlier leader (a stale
+    ``TimeoutNow``) is refused like any other."""
     e = _follower(1.0)
-    req = VoteRequest(CAND, MEMBERSHIP_ID)
-    assert recv(e, 3, req, 1.25) == [
-        Send(3, VoteResponse(L, False, CAND, MEMBERSHIP_ID)),
-    ]
-    forged = encode_message(req)[:-1] + b"\xf5"  # the reserved transfer slot set to true
-    with pytest.raises(CodecError, match="leadership transfer is not supported"):
+    stale = VoteRequest(CAND, MEMBERSHIP_ID, transfer_from=Vote(0, 1, True))
+    assert recv(e, 3, stale, 1.25) == [Send(3, VoteResponse(L, False, CAND, MEMBERSHIP_ID))]
+    handover = VoteRequest(CAND, MEMBERSHIP_ID, transfer_from=L)
+    assert recv(e, 3, handover, 1.25) == [SaveVote(1, CAND)]
+    assert e.vote == CAND
+    # The flag survives the codec, and a malformed one is refused.
+    assert decode_message(encode_message(handover)) == handover
+    forged = encode_message(VoteRequest(CAND, MEMBERSHIP_ID))[:-1] + b"\xf5"
+    with pytest.raises(CodecError, match="transfer_from"):
         decode_message(forged)
 
 
@@ -251,7 +256,12 @@ def test_without_check_quorum_leader_never_steps_down() -> None:
     assert e.role is Role.LEADER
 
 
-def test_trigger_election_bypasses_pre_vote_and_lease_of_self() -> None:
+def test_trigger_election_bypasses_pre_vote_but_not_the_lease_it_honours() -> None:
+    """Inside the lease of the leader it follows a node does not campaign
+    (that leader may be answering lease reads on the strength of its
+    acknowledgement); after it, a forced election skips pre-vote."""
     e = _follower(1.0)
-    assert e.handle(TriggerElection(), 1.25) == [SaveVote(1, Vote(2, 2, False))]
-    assert e.role is Role.CANDIDATE
+    assert e.handle(TriggerElection(), 1.25) == []
+    assert e.role is Role.FOLLOWER
+    assert e.handle(TriggerElection(), 1.0 + LEASE) == [SaveVote(1, Vote(2, 2, False))]
+    assert e.metrics().role is Role.CANDIDATE

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import (
+    LEASE,
     MEMBERSHIP_ID,
     FixedRng,
     ack,
@@ -100,7 +101,8 @@ def test_figure8_previous_term_entry_is_not_committed_by_counting_replicas() -> 
     uncommitted: in (d) S5 could still be elected and overwrite it.
     """
     old = ent(2, 1, 2, "old")
-    e = engine(1, (1, 2, 3, 4, 5), entries=[old], vote=Vote(3, 5, True))
+    # (Started a lease ago: the lease it honours for S5 since its restart is over.)
+    e = engine(1, (1, 2, 3, 4, 5), entries=[old], vote=Vote(3, 5, True), now=-LEASE)
     e.handle(TriggerElection(), 0.0)
     flush(e)
     v4 = Vote(4, 1, False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import (
     ELECTION_MIN,
+    LEASE,
     MEMBERSHIP_ID,
     FixedRng,
     config,
@@ -73,8 +74,19 @@ def test_restarted_candidate_does_not_reuse_its_term() -> None:
 def test_restart_io_ids_start_fresh() -> None:
     e = engine(2, entries=LOG, vote=Vote(1, 1, True))
     v = Vote(2, 3, False)
-    assert recv(e, 3, VoteRequest(v, LogId(1, 1, 3)), 0.0) == [SaveVote(1, v)]
-    assert e.handle(IoFlushed(1), 0.0) == [Send(3, VoteResponse(v, True, v, LogId(1, 1, 3)))]
+    assert recv(e, 3, VoteRequest(v, LogId(1, 1, 3)), LEASE) == [SaveVote(1, v)]
+    assert e.handle(IoFlushed(1), LEASE) == [Send(3, VoteResponse(v, True, v, LogId(1, 1, 3)))]
+
+
+def test_a_restarted_voter_honours_its_leaders_lease_from_its_start() -> None:
+    """It may have acknowledged the leader just before it stopped, and the
+    leader may serve lease reads counting on that acknowledgement: until a
+    lease has passed since the restart it grants no other candidate."""
+    e = engine(2, entries=LOG, vote=Vote(1, 1, True), now=5.0)
+    v = Vote(2, 3, False)
+    refused = Send(3, VoteResponse(Vote(1, 1, True), False, v, LogId(1, 1, 3)))
+    assert recv(e, 3, VoteRequest(v, LogId(1, 1, 3)), 5.0 + LEASE / 2) == [refused]
+    assert recv(e, 3, VoteRequest(v, LogId(1, 1, 3)), 5.0 + LEASE) == [SaveVote(1, v)]
 
 
 def test_committed_but_unapplied_entries_are_applied_on_first_call() -> None:

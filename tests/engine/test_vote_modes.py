@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from helpers import MEMBERSHIP_ID, config, engine, ent, flush, recv, vote_request
+from helpers import LEASE, MEMBERSHIP_ID, config, engine, ent, flush, recv, vote_request
 
 from raftcore import (
     ZERO_LOG_ID,
@@ -45,10 +45,11 @@ def granted(out: Sequence[Command]) -> bool | None:
 
 def ask(mode: LeaderIdMode, voter_vote: Vote, cand: Vote) -> bool:
     e = engine(3, vote=voter_vote, mode=mode)
-    out = recv(e, cand.node_id, VoteRequest(cand, MEMBERSHIP_ID), 0.0)
+    # Asked once the lease a restarted voter honours has passed.
+    out = recv(e, cand.node_id, VoteRequest(cand, MEMBERSHIP_ID), LEASE)
     g = granted(out)
     if g is None:
-        out = flush(e)
+        out = flush(e, LEASE)
         g = granted(out)
     assert g is not None
     return g
@@ -77,8 +78,8 @@ def test_common_vote_rules(mode: LeaderIdMode, voter_vote: Vote, cand: Vote, exp
 def test_grant_saves_whole_vote_before_answering(mode: LeaderIdMode) -> None:
     e = engine(3, vote=Vote(1, 2, True), mode=mode)
     v = Vote(2, 1, False)
-    assert recv(e, 1, VoteRequest(v, MEMBERSHIP_ID), 0.0) == [SaveVote(1, v)]
-    assert flush(e) == [Send(1, VoteResponse(v, True, v, MEMBERSHIP_ID))]
+    assert recv(e, 1, VoteRequest(v, MEMBERSHIP_ID), LEASE) == [SaveVote(1, v)]
+    assert flush(e, LEASE) == [Send(1, VoteResponse(v, True, v, MEMBERSHIP_ID))]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from raftcore.errors import MembershipChangeInProgress, NotLeader
+from raftcore.errors import InvalidTransfer, MembershipChangeInProgress, NotLeader
+from raftcore.events import ReadPolicy
 from raftcore.membership import AddLearners, AddVoters, RemoveVoters, ReplaceVoters
 from raftcore.messages import AppendRequest
 from raftcore.sim import Simulation
@@ -176,3 +177,50 @@ def test_no_leader_diagnosis_names_candidates_that_logs_would_elect() -> None:
     assert c.leader() is None
     text = c.sim.liveness.diagnose_no_leader()
     assert "could win on logs alone" in text and "never campaign" not in text
+
+
+def test_linearizable_reads_on_leaders_and_followers() -> None:
+    c, leader = started(nodes=3, spares=0, check_quorum=True)
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    w = c.write(leader, "k", "v1")
+    c.advance(0.05)
+    assert (a := c.answer(w)) is not None and a.ok
+    rids = [c.read(n, "k", policy) for n in (leader, follower) for policy in ReadPolicy]
+    c.advance(0.2)
+    for rid in rids:
+        assert (a := c.answer(rid)) is not None and a.ok and a.result == "v1", a
+    assert c.check() == [] and c.check_history() == []
+
+
+def test_a_transfer_hands_leadership_to_the_target() -> None:
+    c, leader = started(nodes=3, spares=1, check_quorum=True)
+    target = next(n for n in (1, 2, 3) if n != leader)
+    rid = c.transfer_leader(leader, target)
+    c.advance(0.1)  # well inside the old leader's lease
+    assert (a := c.answer(rid)) is not None and a.ok and a.result == target, a
+    assert c.leader() == target
+    refused = c.transfer_leader(target, 4)  # a spare, not a member
+    assert (b := c.answer(refused)) is not None and isinstance(b.error, InvalidTransfer)
+    r = c.read(leader, "k", ReadPolicy.LEASE)  # the old leader now follows
+    c.advance(0.2)
+    assert (a := c.answer(r)) is not None and a.ok
+    assert c.check() == [] and c.check_history() == []
+
+
+def test_a_restarted_voter_keeps_an_old_leaders_lease() -> None:
+    """A voter that acknowledged the leader, crashed and came straight back
+    must not elect a rival inside that leader's lease: the leader may be
+    answering lease reads on the strength of its acknowledgement (the
+    harness's ``lease-bypassed`` check would report it)."""
+    c, leader = started(nodes=3, spares=0, check_quorum=True)
+    a, b = (n for n in (1, 2, 3) if n != leader)
+    c.cut([(leader, b), (b, leader)])
+    c.advance(0.02)  # a acknowledges a heartbeat
+    c.crash(a)
+    c.restart(a)
+    c.trigger_election(b)
+    c.advance(0.02)
+    assert c.leader() == leader
+    eng = c.engine(leader)
+    assert eng is not None and eng.lease_read_end(c.sim.nodes[leader].local(c.now)) is not None
+    assert c.check() == []

@@ -129,3 +129,21 @@ def test_running_on_after_storage_failure_is_caught() -> None:
     result = run_until_failure(range(10), {"engine": IgnoresDiskFailure}, faults="crash")
     assert result is not None
     assert any(v.kind == "storage-failure" for v in result.violations), result.violations
+
+
+class LeaseForgetter(Wrapped):
+    """Honours no lease: forgets when it last heard from its leader."""
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        self.inner.leader_heard_at = float("-inf")
+        return super().handle(event, now)
+
+
+def test_an_election_inside_a_live_lease_is_caught() -> None:
+    """The harness's lease check: a voter that waives the lease lets a
+    candidate win while the old leader still answers lease reads."""
+    result = run_until_failure(
+        range(20), {"engine": LeaseForgetter}, faults="partition,election", check_quorum=True
+    )
+    assert result is not None, "elections inside a live lease went unnoticed"
+    assert any(v.kind == "lease-bypassed" for v in result.violations), result.violations

@@ -15,7 +15,7 @@ from raftcore.events import Event, StorageFailed
 from raftcore.sim import SimOptions, Simulation
 
 #: A churn run in which the leader's disk fails with a change in flight.
-SEED = 4
+SEED = 5
 
 
 def _options() -> SimOptions:
