@@ -135,7 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("node_id", type=_node_id, metavar="ID")
     remove.add_argument("--retain", action="store_true", help="keep it as a learner")
-    for p in (add, promote, remove):
+    transfer = sub.add_parser(
+        "transfer-leader",
+        help="hand leadership to another voter (e.g. before restarting the leader)",
+    )
+    transfer.add_argument(
+        "--to",
+        type=_node_id,
+        metavar="ID",
+        help="the new leader (default: the most up-to-date other voter)",
+    )
+    for p in (add, promote, remove, transfer):
         p.add_argument("--cluster", type=_cluster, required=True, help=cluster_help)
         p.add_argument(
             "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
@@ -258,6 +268,11 @@ def status_table(statuses: dict[str, Any]) -> str:
     if view is not None and membership is not None:
         whose = "the leader" if view["role"] == "leader" else f"node {view['node_id']} (no leader)"
         lines.append(f"membership ({whose}): {membership_summary(membership)}")
+    if view is not None and view.get("transfer"):
+        lines.append(
+            f"leadership transfer in progress: node {view['node_id']} -> "
+            f"node {view['transfer']['to']} (writes wait until it is done)"
+        )
     if view is not None and view.get("followers"):
         lines.append(f"replication (leader {view['node_id']}):")
         for n, f in view["followers"].items():
@@ -326,6 +341,14 @@ async def _client(args: argparse.Namespace) -> int:
                 if args.json
                 else change_text(args.command, args, answer)
             )
+            return EXIT_OK
+        if args.command == "transfer-leader":
+            answer = await client.transfer_leader(args.to)
+            if args.json:
+                print(json.dumps(answer, indent=2))
+            else:
+                http = answer.get("leader_http")
+                print(f"node {answer['leader_id']} leads" + (f" (http {http})" if http else ""))
             return EXIT_OK
         if args.command == "status":
             statuses = await _statuses(client, min(args.timeout, 3.0))

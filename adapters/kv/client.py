@@ -208,6 +208,7 @@ _RETRY = frozenset(
         "shutting_down",
         "not_initialized",
         "node_stopped",
+        "transfer_in_progress",
     }
 )
 
@@ -340,6 +341,14 @@ class KvClient:
         """Stop ``node_id`` voting (``retain``: it stays as a learner); the answer."""
         target = f"/cluster/voters/{node_id}" + ("?retain=1" if retain else "")
         return await self._change("DELETE", target, b"", deadline)
+
+    async def transfer_leader(
+        self, to: int | None = None, *, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Hand leadership to ``to`` (``None``: the most up-to-date voter);
+        the answer (``leader_id``, ``leader_http``) once the new leader leads."""
+        body = json.dumps({} if to is None else {"to": to}).encode()
+        return await self._change("POST", "/cluster/leader", body, deadline)
 
     async def forget_node(self, node_id: int, *, deadline: float | None = None) -> dict[str, Any]:
         """Remove a non-voting member from the membership; the answer."""

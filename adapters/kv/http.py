@@ -392,8 +392,18 @@ class ForgetNode:
     expected: LogId | None = None
 
 
+@attrs.frozen
+class TransferLeadership:
+    """``POST /cluster/leader``: hand leadership to voter ``to`` (``None``:
+    the most up-to-date other voter)."""
+
+    to: int | None = None
+
+
 MembershipOp = AddLearner | Promote | RemoveVoter | ForgetNode
-Operation = Get | Put | Delete | Status | ClusterInfo | TakeSnapshot | MembershipOp
+Operation = (
+    Get | Put | Delete | Status | ClusterInfo | TakeSnapshot | TransferLeadership | MembershipOp
+)
 
 KV_PREFIX = "/kv/"
 CLUSTER_PREFIX = "/cluster"
@@ -579,7 +589,17 @@ def _promote(body: dict[str, Any]) -> Promote:
     return Promote(node_ids, parse_log_id(body.get("expected")))
 
 
-def _cluster_route(request: Request) -> MembershipOp | ClusterInfo | Response:
+def _transfer(body: dict[str, Any]) -> TransferLeadership:
+    unknown = body.keys() - {"to"}
+    if unknown:
+        raise _BadRequest(f"unknown fields {sorted(unknown)}")
+    to = body.get("to")
+    return TransferLeadership(None if to is None else _node_id(to, "to"))
+
+
+def _cluster_route(
+    request: Request,
+) -> MembershipOp | ClusterInfo | TransferLeadership | Response:
     parts = request.path[len(CLUSTER_PREFIX) :].strip("/").split("/")
     method = request.method
     query = parse_qs(urlsplit(request.target).query, keep_blank_values=True)
@@ -596,6 +616,10 @@ def _cluster_route(request: Request) -> MembershipOp | ClusterInfo | Response:
             if method != "POST":
                 return _method_not_allowed("POST")
             return _promote(_json_object(request))
+        if parts == ["leader"]:
+            if method != "POST":
+                return _method_not_allowed("POST")
+            return _transfer(_json_object(request))
         if len(parts) == 2 and parts[0] in ("voters", "nodes"):
             if method != "DELETE":
                 return _method_not_allowed("DELETE")

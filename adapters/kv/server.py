@@ -26,6 +26,13 @@ missing key                   404     ``not_found``
 body too large                413     ``body_too_large``
 ============================  ======  ==================================
 
+``POST /cluster/leader`` (body ``{"to": ID}``, or ``{}`` for the most
+up-to-date voter) hands leadership over and answers ``{"leader_id",
+"leader_http"}`` once the new leader leads; ``409 invalid_transfer`` (a
+learner, a non-member), ``409 transfer_in_progress``, ``503
+transfer_timeout``. Writes during a transfer answer ``503
+transfer_in_progress`` (the client retries, then follows the new leader).
+
 Membership requests (``/cluster/...``) map the same way, except that a
 change that cannot happen now is a ``409``: ``membership_change_in_progress``
 (retry shortly), ``invalid_membership_change`` (``reason`` says why),
@@ -74,6 +81,7 @@ from raftcore.adapters.kv.http import (
     Response,
     Status,
     TakeSnapshot,
+    TransferLeadership,
     error_response,
     not_leader_response,
     route,
@@ -91,6 +99,7 @@ from raftcore.config import Config
 from raftcore.errors import (
     ClientError,
     InvalidMembershipChange,
+    InvalidTransfer,
     LeadershipLost,
     MembershipChangeInProgress,
     MembershipMismatch,
@@ -98,6 +107,8 @@ from raftcore.errors import (
     NotInitialized,
     NotLeader,
     ReadTimeout,
+    TransferInProgress,
+    TransferTimeout,
 )
 from raftcore.events import ReadPolicy
 from raftcore.ids import INITIAL_VOTE, ZERO_LOG_ID, LogId
@@ -145,6 +156,10 @@ class KvNode(Protocol):
     def replication(self) -> dict[int, ReplicationStatus]: ...
 
     async def trigger_snapshot(self, *, timeout: float = 60.0) -> LogId | None: ...
+
+    async def transfer_leader(
+        self, to: int | None = None, *, timeout: float | None = None
+    ) -> int: ...
 
     async def read(self, policy: ReadPolicy = ..., *, timeout: float | None = None) -> LogId: ...
 
@@ -221,6 +236,8 @@ class KvApi:
                 )
             if isinstance(op, AddLearner | Promote | RemoveVoter | ForgetNode):
                 return await self._change(op, request.target)
+            if isinstance(op, TransferLeadership):
+                return await self._transfer(op, request.target)
             if isinstance(op, Get):
                 return await self._get(op.key, request.target, op.consistency)
             if isinstance(op, Put):
@@ -340,6 +357,7 @@ class KvApi:
             "snapshot": _opt_log_id(m.snapshot),
             "last_purged": _log_id(m.last_purged),
             "snapshots": {"built": m.snapshots_built, "installed": m.snapshots_installed},
+            "transfer": None if m.transfer_to is None else {"to": m.transfer_to},
             "membership": membership,
             "replication": {str(n): _log_id(lid) for n, lid in m.replication.items()},
             "followers": {
@@ -383,6 +401,33 @@ class KvApi:
             "leader_http": self.leader_http(m.leader_id),
             "membership": self.membership_json(m.membership),
         }
+
+    # -- leadership transfer -------------------------------------------------------------
+
+    async def _transfer(self, op: TransferLeadership, target: str) -> Response:
+        """Hand leadership over (the leader only; others redirect). Answers
+        once this node sees the new leader lead."""
+        try:
+            new = await self.node.transfer_leader(op.to, timeout=self.change_timeout)
+        except InvalidTransfer as e:
+            return error_response(409, "invalid_transfer", reason=e.reason)
+        except TransferInProgress as e:
+            return error_response(
+                409, "transfer_in_progress", to=e.to, detail="another transfer is running"
+            )
+        except TransferTimeout as e:
+            return error_response(
+                503,
+                "transfer_timeout",
+                to=e.to,
+                detail=f"node {e.to} did not take over within {e.timeout:.3g}s; "
+                "the leader serves writes again",
+            )
+        except ClientError as e:
+            return self._client_error(e, target)
+        return Response.json(
+            200, {"ok": True, "leader_id": new, "leader_http": self.leader_http(new)}
+        )
 
     # -- membership changes --------------------------------------------------------------
 

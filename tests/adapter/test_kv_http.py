@@ -40,6 +40,7 @@ from raftcore.adapters.kv.http import (
     Response,
     ServerConnection,
     Status,
+    TransferLeadership,
     check_address,
     key_path,
     not_leader_response,
@@ -52,12 +53,15 @@ from raftcore.entries import normal
 from raftcore.errors import (
     ClientError,
     InvalidMembershipChange,
+    InvalidTransfer,
     LeadershipLost,
     MembershipChangeInProgress,
     MembershipMismatch,
     NodeStopped,
     NotLeader,
     ReadTimeout,
+    TransferInProgress,
+    TransferTimeout,
 )
 from raftcore.events import ReadPolicy
 from raftcore.ids import LogId, Vote
@@ -417,6 +421,12 @@ class FakeNode:
         self.m = attrs.evolve(self.m, replication={**self.m.replication, node_id: result[0]})
         return result
 
+    async def transfer_leader(self, to: int | None = None, *, timeout: float | None = None) -> int:
+        self.changes.append(("transfer_leader", to, timeout))
+        if self.change_errors:
+            raise self.change_errors.pop(0)
+        return 2 if to is None else to
+
     def replication(self) -> dict[int, ReplicationStatus]:
         m = self.metrics()
         return {n: ReplicationStatus(lid, 0.01, "replicating") for n, lid in m.replication.items()}
@@ -640,6 +650,9 @@ def test_membership_routes() -> None:
         2, False, LogId(1, 1, 5)
     )
     assert route(req("DELETE", "/cluster/nodes/3")) == ForgetNode(3)
+    assert route(post("/cluster/leader", {"to": 2})) == TransferLeadership(2)
+    assert route(post("/cluster/leader", {})) == TransferLeadership(None)
+    assert route(post("/cluster/leader", b"")) == TransferLeadership(None)
 
 
 @pytest.mark.parametrize(
@@ -667,6 +680,10 @@ def test_membership_routes() -> None:
         (req("DELETE", "/cluster/voters/0"), 400, "bad_request"),
         (req("DELETE", "/cluster/voters/2?retain=maybe"), 400, "bad_request"),
         (req("DELETE", "/cluster/nodes/2?expected=x"), 400, "bad_request"),
+        (post("/cluster/leader", {"to": "x"}), 400, "bad_request"),
+        (post("/cluster/leader", {"to": 0}), 400, "bad_request"),
+        (post("/cluster/leader", {"node": 2}), 400, "bad_request"),
+        (req("GET", "/cluster/leader"), 405, "method_not_allowed"),
         (req("GET", "/cluster/learners"), 405, "method_not_allowed"),
         (req("GET", "/cluster/voters/2"), 405, "method_not_allowed"),
         (req("POST", "/cluster"), 405, "method_not_allowed"),
@@ -888,6 +905,44 @@ def test_membership_errors_map_to_statuses(
     node = leader_node(change_errors=[NotLeader(3, "127.0.0.1:7003")])
     r = call(node, req("DELETE", "/cluster/voters/2"))
     assert r.status == 307 and r.header("location") == "http://127.0.0.1:8003/cluster/voters/2"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "fields"),
+    [
+        (InvalidTransfer("node 4 is a learner"), 409, "invalid_transfer", {}),
+        (TransferInProgress(3), 409, "transfer_in_progress", {"to": 3}),
+        (TransferTimeout(3, 0.6), 503, "transfer_timeout", {"to": 3}),
+        (LeadershipLost(3), 503, "leadership_lost", {}),
+        (Timeout(10.0), 503, "timeout", {}),
+    ],
+)
+def test_transfer_answers(
+    error: ClientError, status: int, code: str, fields: dict[str, Any]
+) -> None:
+    node = leader_node()
+    r = call(node, post("/cluster/leader", {"to": 3}))
+    assert (r.status, r.json_body()) == (
+        200,
+        {"ok": True, "leader_id": 3, "leader_http": "127.0.0.1:8003"},
+    )
+    assert node.changes[-1][:2] == ("transfer_leader", 3)
+    node = leader_node(change_errors=[error])
+    r = call(node, post("/cluster/leader", {"to": 3}))
+    body = r.json_body()
+    assert r.status == status and body["error"] == code, body
+    for k, v in fields.items():
+        assert body[k] == v
+    # A follower redirects it to the leader.
+    node = leader_node(change_errors=[NotLeader(3, "127.0.0.1:7003")])
+    r = call(node, post("/cluster/leader", {}))
+    assert r.status == 307 and r.header("location") == "http://127.0.0.1:8003/cluster/leader"
+
+
+def test_writes_during_a_transfer_are_retryable() -> None:
+    node = FakeNode(metrics(Role.LEADER, 1), outcome=TransferInProgress(2))
+    r = call(node, req("PUT", "/kv/k", b"v"))
+    assert (r.status, r.json_body()["error"]) == (503, "transfer_in_progress")
 
 
 def test_status_and_cluster_show_voters_learners_and_joint() -> None:

@@ -103,6 +103,18 @@ class ChaosCluster(LocalCluster):
                 raise RuntimeError(f"node {node_id} (pid {proc.pid}) survived SIGKILL {timeout}s")
             await asyncio.sleep(0.01)
 
+    async def terminate(self, node_id: int, timeout: float = 10.0) -> None:
+        """SIGTERM ``node_id`` (a graceful stop) and wait until it is gone;
+        SIGKILL if it is still there after ``timeout``."""
+        self.signal(node_id, signal.SIGTERM)
+        proc = self.nodes[node_id].proc
+        end = time.monotonic() + timeout
+        while proc is not None and proc.poll() is None:
+            if time.monotonic() > end:
+                await self.kill9(node_id)
+                raise RuntimeError(f"node {node_id} (pid {proc.pid}) ignored SIGTERM {timeout}s")
+            await asyncio.sleep(0.01)
+
     def wipe(self, node_id: int) -> None:
         """Delete a stopped node's data directory: it lost its disk."""
         if self.nodes[node_id].running:

@@ -30,6 +30,7 @@ KINDS = (
     "partition-one-way",
     "partition-bridge",
     "lose-disk",
+    "transfer-restart",
 )
 
 
@@ -109,6 +110,7 @@ class Nemesis:
             "partition-one-way": self._one_way,
             "partition-bridge": self._bridge,
             "lose-disk": self._lose_disk,
+            "transfer-restart": self._transfer_restart,
         }
 
     def now(self) -> float:
@@ -182,6 +184,19 @@ class Nemesis:
         await asyncio.sleep(min(hold, 2.0))
         for i in self.ids:
             self.cluster.start(i)
+
+    async def _transfer_restart(self, event: NemesisEvent, hold: float) -> None:
+        """A rolling restart's step: hand leadership to another voter, stop the
+        old leader gracefully (SIGTERM), start it again after ``hold``."""
+        leader = await self.leader()
+        target = self.rng.choice([i for i in self.ids if i != leader])
+        answer = await self.control.transfer_leader(target, deadline=10.0)
+        if answer.get("leader_id") != target:
+            raise RuntimeError(f"transfer to {target} answered {answer}")
+        await self.cluster.terminate(leader)
+        self._inject(event, f"leadership {leader} -> {target}, then SIGTERM {leader}")
+        await asyncio.sleep(hold)
+        self.cluster.start(leader)
 
     async def _pause(self, event: NemesisEvent, hold: float) -> None:
         victim, what = await self.leader_or_follower()
