@@ -1,13 +1,18 @@
 """Cluster throughput: 3 OS processes over loopback TCP, per runtime and store.
 
 ``python -m bench.cluster_bench [--runtimes asyncio,trio] [--storages memory,sqlite]
-[--clients 1,64] [--duration S] [--warmup S] [--timeout S]``
+[--clients 1,64] [--scenarios ...] [--duration S] [--warmup S] [--timeout S]``
 
 For each runtime and store it starts three ``bench.cluster_node`` processes on
 free loopback ports (SQLite files in a fresh temporary directory); node 1
-leads and runs the load; one JSON line per client count is printed with
-``bench``, ``runtime``, ``storage``, ``nodes``, ``clients``, ``writes_per_s``,
-``p50_ms``, ``p99_ms``. Exits non-zero if a run fails.
+leads and runs the load. One JSON line per scenario and client count is
+printed with ``bench``, ``runtime``, ``storage``, ``nodes``, ``scenario``,
+``clients``, ``ops_per_s``, ``p50_ms``, ``p99_ms`` (and ``writes_per_s`` for
+writes, ``reads_per_s``/``writes_per_s`` for the mixed load). Scenarios
+(``--scenarios``): ``write``; ``read_index`` and ``lease`` (linearizable
+reads on the leader); ``mixed_90_10`` (90 % ReadIndex reads, 10 % writes);
+``follower`` (node 1 hands leadership to node 2, then reads as a follower:
+follower reads). Exits non-zero if a run fails or a check fails.
 
 Each run has a deadline (``--timeout``; by default 60 s plus warm-up,
 duration and 30 s per client count): a leader that has not finished by then is
@@ -28,6 +33,8 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+from bench.cluster_node import SCENARIOS
+
 #: Default time budget of a run: start-up (processes, election) ...
 STARTUP_SECONDS = 60.0
 #: ... plus, per client count, its warm-up and duration and this much slack.
@@ -45,9 +52,9 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def run_budget(clients: str, duration: float, warmup: float) -> float:
+def run_budget(clients: str, duration: float, warmup: float, scenarios: int = 1) -> float:
     """The default deadline of one run, in seconds."""
-    counts = len([c for c in clients.split(",") if c.strip()])
+    counts = len([c for c in clients.split(",") if c.strip()]) * scenarios
     return STARTUP_SECONDS + counts * (warmup + duration + SLACK_PER_COUNT)
 
 
@@ -98,10 +105,12 @@ def run(
     duration: float,
     warmup: float,
     timeout: float | None = None,
+    scenarios: str = ",".join(SCENARIOS),
 ) -> int:
-    """One run; its exit status. The leader is killed if it has not finished
-    within ``timeout`` seconds (default ``run_budget``)."""
-    budget = timeout if timeout is not None else run_budget(clients, duration, warmup)
+    """One run; its exit status. The load node is killed if it has not
+    finished within ``timeout`` seconds (default ``run_budget``)."""
+    n = len([s for s in scenarios.split(",") if s.strip()])
+    budget = timeout if timeout is not None else run_budget(clients, duration, warmup, n)
     deadline = time.monotonic() + budget
     ports = _free_ports(3)
     addrs = ",".join(f"{i}=127.0.0.1:{p}" for i, p in enumerate(ports, start=1))
@@ -109,7 +118,7 @@ def run(
         base = [sys.executable, "-m", "bench.cluster_node", "--addrs", addrs]
         base += ["--runtime", runtime, "--storage", storage, "--data-dir", data]
         load = [*base, "--id", "1", "--load", clients]
-        load += ["--duration", str(duration), "--warmup", str(warmup)]
+        load += ["--duration", str(duration), "--warmup", str(warmup), "--scenarios", scenarios]
         followers: list[subprocess.Popen[bytes]] = []
         leader: subprocess.Popen[bytes] | None = None
         try:
@@ -154,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma list of {', '.join(SCENARIOS)} (default all; follower runs last)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -161,10 +175,21 @@ def main(argv: list[str] | None = None) -> int:
         " per client count); the leader is killed when it passes",
     )
     args = p.parse_args(argv)
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios {sorted(unknown)}; choose from {', '.join(SCENARIOS)}")
     failed = 0
     for runtime in args.runtimes.split(","):
         for storage in args.storages.split(","):
-            rc = run(runtime, storage, args.clients, args.duration, args.warmup, args.timeout)
+            rc = run(
+                runtime,
+                storage,
+                args.clients,
+                args.duration,
+                args.warmup,
+                args.timeout,
+                args.scenarios,
+            )
             failed |= rc != 0
     return 1 if failed else 0
 
