@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import IO, Any
 
 import attrs
@@ -240,6 +240,21 @@ class LocalCluster:
         except OSError as e:
             return f"(no log: {e})"
         return "\n".join(text.splitlines()[-lines:])
+
+    def run(
+        self, scenario: Callable[[LocalCluster], Awaitable[None]], timeout: float, tail: int = 40
+    ) -> None:
+        """Run ``scenario(self)`` on a fresh asyncio loop within ``timeout``
+        seconds; if it fails, stop every node and print each one's log tail
+        (pytest shows it with the failure), then re-raise."""
+        try:
+            asyncio.run(asyncio.wait_for(scenario(self), timeout))
+        except BaseException:
+            self.stop_all()
+            for i in self.nodes:
+                print(f"---- node {i} log tail")
+                print(self.log_tail(i, tail))
+            raise
 
     def exited(self) -> dict[int, int]:
         """Nodes whose process ended by itself, with their exit codes."""

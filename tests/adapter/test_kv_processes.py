@@ -97,11 +97,4 @@ async def scenario(cluster: LocalCluster) -> None:
 @pytest.mark.parametrize("runtime", ["trio", "asyncio"])
 def test_three_processes_survive_leader_sigkill_mid_writes(runtime: str) -> None:
     with LocalCluster(3, runtime=runtime) as cluster:
-        try:
-            asyncio.run(asyncio.wait_for(scenario(cluster), 60.0))
-        except BaseException:
-            cluster.stop_all()
-            for i in cluster.nodes:
-                print(f"---- node {i} log tail")
-                print(cluster.log_tail(i, 40))
-            raise
+        cluster.run(scenario, 60.0, tail=40)

@@ -7,7 +7,6 @@ a stale GET says it is stale.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import pytest
@@ -41,9 +40,4 @@ async def scenario(cluster: LocalCluster) -> None:
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
 def test_a_follower_serves_a_linearizable_get_itself(runtime: str) -> None:
     with LocalCluster(3, runtime=runtime) as cluster:
-        try:
-            asyncio.run(asyncio.wait_for(scenario(cluster), 120))
-        except BaseException:
-            for n in cluster.nodes:
-                print(cluster.log_tail(n, 30))
-            raise
+        cluster.run(scenario, 120, tail=30)

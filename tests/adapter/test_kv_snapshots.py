@@ -94,9 +94,4 @@ async def scenario(cluster: LocalCluster) -> None:
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
 def test_kv_snapshots_purge_and_a_new_node_catches_up_through_one(runtime: str) -> None:
     with LocalCluster(3, runtime=runtime, extra_args=["--snapshot-every", "1000"]) as cluster:
-        try:
-            asyncio.run(asyncio.wait_for(scenario(cluster), 180))
-        except BaseException:
-            for n in cluster.nodes:
-                print(cluster.log_tail(n, 40))
-            raise
+        cluster.run(scenario, 180, tail=40)

@@ -87,9 +87,4 @@ async def scenario(cluster: LocalCluster) -> None:
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
 def test_transfer_leader_moves_leadership_while_clients_write(runtime: str) -> None:
     with LocalCluster(3, runtime=runtime) as cluster:
-        try:
-            asyncio.run(asyncio.wait_for(scenario(cluster), 120))
-        except BaseException:
-            for n in cluster.nodes:
-                print(cluster.log_tail(n, 30))
-            raise
+        cluster.run(scenario, 120, tail=30)
