@@ -25,9 +25,7 @@ from raftcore.adapters.transport.frames import (
     format_address,
     parse_address,
 )
-from raftcore.adapters.transport.identity import (
-    HandshakeError,
-)
+from raftcore.adapters.transport.identity import HandshakeError, check_certificate
 from raftcore.adapters.transport.peers import (
     PeerLink,
     PeerQueue,
@@ -246,6 +244,9 @@ class AsyncioTcpTransport(TransportCore):
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 set_socket_options(sock)
+            if self._ssl_client is not None:
+                # The node we dial, not just any holder of a cluster certificate.
+                check_certificate(writer.get_extra_info("peercert"), peer.node_id)
             writer.write(self.hello_frame)
             await writer.drain()
             frame = await _read_frame(reader, FrameDecoder(HELLO_MAX_FRAME))
@@ -374,7 +375,11 @@ class AsyncioTcpTransport(TransportCore):
             if self._ssl_server is not None:
                 await writer.start_tls(self._ssl_server)
             try:
-                hello = self.accept_hello(await _read_frame(reader, decoder))
+                hello = self.accept_hello(
+                    await _read_frame(reader, decoder),
+                    writer.get_extra_info("peercert"),
+                    tls=self._ssl_server is not None,
+                )
             except HandshakeError as exc:
                 await self._send_refusal(writer, exc)
                 raise

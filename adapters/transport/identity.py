@@ -49,6 +49,31 @@ class IdentityMismatchError(HandshakeError):
     REASON = "identity-mismatch"
 
 
+class CertificateMismatchError(HandshakeError):
+    """The peer's TLS certificate does not name the node it claims to be."""
+
+    REASON = "certificate-mismatch"
+
+
+def certificate_name(node_id: NodeId) -> str:
+    """The name a node's TLS certificate carries as a ``subjectAltName``
+    (``DNS:node-<id>``), next to the addresses it is reached at."""
+    return f"node-{node_id}"
+
+
+def check_certificate(cert: Any, node_id: NodeId) -> None:
+    """Raise ``CertificateMismatchError`` unless ``cert`` (``getpeercert()``
+    of a verified TLS peer) names ``node_id``: a valid certificate of one
+    node cannot pass for another."""
+    names = [v for k, v in (cert or {}).get("subjectAltName", ()) if k == "DNS"]
+    if certificate_name(node_id) not in names:
+        shown = ", ".join(names) if names else "no node name"
+        raise CertificateMismatchError(
+            f"node {node_id}'s TLS certificate must name DNS:{certificate_name(node_id)}; "
+            f"it names {shown}"
+        )
+
+
 class PeerRefusedError(HandshakeError):
     """The peer refused this node's Hello (its reason is in the message)."""
 

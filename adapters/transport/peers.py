@@ -30,6 +30,7 @@ from raftcore.adapters.transport.identity import (
     IdentityMismatchError,
     OtherClusterError,
     PeerIdentities,
+    check_certificate,
 )
 from raftcore.adapters.transport.sockets import describe_peername
 from raftcore.codec import (
@@ -380,10 +381,13 @@ class TransportCore:
             return None
         return encode_frame(self.identities.hello_payload(self.cluster_id, refused=str(exc)))
 
-    def accept_hello(self, payload: bytes) -> Hello:
-        """Decode and check a dialler's Hello (raises ``RemoteProtocolError``)."""
+    def accept_hello(self, payload: bytes, cert: Any = None, *, tls: bool = False) -> Hello:
+        """Decode and check a dialler's Hello (raises ``RemoteProtocolError``);
+        over TLS its certificate (``cert``) must name the node it claims."""
         hello = read_hello(payload)
         check_hello(hello, self.cluster_id, self.peers)
+        if tls:
+            check_certificate(cert, hello.node_id)
         self.identities.check(hello)
         return hello
 

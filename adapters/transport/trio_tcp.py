@@ -26,9 +26,7 @@ from raftcore.adapters.transport.frames import (
     format_address,
     parse_address,
 )
-from raftcore.adapters.transport.identity import (
-    HandshakeError,
-)
+from raftcore.adapters.transport.identity import HandshakeError, check_certificate
 from raftcore.adapters.transport.peers import (
     PeerLink,
     PeerQueue,
@@ -242,6 +240,8 @@ class TrioTcpTransport(TransportCore):
             if self._ssl_client is not None:
                 stream = trio.SSLStream(tcp, self._ssl_client, server_hostname=host)
                 await stream.do_handshake()
+                # The node we dial, not just any holder of a cluster certificate.
+                check_certificate(stream.getpeercert(), peer.node_id)
             await stream.send_all(self.hello_frame)
             frame = await _read_frame(stream, FrameDecoder(HELLO_MAX_FRAME))
             try:
@@ -369,8 +369,13 @@ class TrioTcpTransport(TransportCore):
         with trio.fail_after(self.handshake_timeout):
             if isinstance(stream, trio.SSLStream):
                 await stream.do_handshake()
+            tls = isinstance(stream, trio.SSLStream)
             try:
-                hello = self.accept_hello(await _read_frame(stream, decoder))
+                hello = self.accept_hello(
+                    await _read_frame(stream, decoder),
+                    stream.getpeercert() if isinstance(stream, trio.SSLStream) else None,
+                    tls=tls,
+                )
             except HandshakeError as exc:
                 await self._send_refusal(stream, exc)
                 raise

@@ -438,8 +438,15 @@ class Env:
                 await self.sleep(0.005)
         return i
 
-    async def pair(self, **kw: Any) -> tuple[Any, Inbox, Any, Inbox]:
-        a, b = self.make(1, **kw), self.make(2, **kw)
+    async def pair(
+        self,
+        *,
+        tls_a: dict[str, Any] | None = None,
+        tls_b: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> tuple[Any, Inbox, Any, Inbox]:
+        """Nodes 1 and 2, each knowing the other (``tls_a``/``tls_b``: each one's TLS)."""
+        a, b = self.make(1, **kw, **(tls_a or {})), self.make(2, **kw, **(tls_b or {}))
         ina, inb = Inbox(), Inbox()
         await self.start(a, ina)
         await self.start(b, inb)
@@ -1095,7 +1102,8 @@ def _openssl(*args: str | Path, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A throwaway CA and one node certificate (server and client use) signed by it."""
+    """A throwaway CA and a certificate per node (server and client use)
+    signed by it: node N's names ``DNS:node-N`` next to its address."""
     if shutil.which("openssl") is None:
         pytest.skip("mutual TLS test needs the openssl CLI (the cryptography package is absent)")
     d = tmp_path_factory.mktemp("certs")
@@ -1107,49 +1115,59 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=d,
     )  # fmt: skip
-    (d / "node.ext").write_text(
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-    )
-    _openssl("req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node", cwd=d)
-    _openssl(
-        "x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "node.crt", "-days", "1", "-extfile", "node.ext",
-        cwd=d,
-    )  # fmt: skip
-    yield {"ca": d / "ca.crt", "cert": d / "node.crt", "key": d / "node.key"}
+    out = {"ca": d / "ca.crt"}
+    for n in (1, 2, 3):
+        (d / f"node{n}.ext").write_text(
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n"
+            f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:node-{n}\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+        )
+        _openssl(
+            "req", *ec, "-keyout", f"node{n}.key", "-out", f"node{n}.csr",
+            "-subj", f"/CN=node-{n}", cwd=d,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"node{n}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"node{n}.crt", "-days", "1", "-extfile", f"node{n}.ext",
+            cwd=d,
+        )  # fmt: skip
+        out[f"cert{n}"], out[f"key{n}"] = d / f"node{n}.crt", d / f"node{n}.key"
+    yield out
 
 
-def server_context(certs: dict[str, Path]) -> ssl.SSLContext:
+def server_context(certs: dict[str, Path], node: int) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs["ca"])
-    ctx.load_cert_chain(certs["cert"], certs["key"])
+    ctx.load_cert_chain(certs[f"cert{node}"], certs[f"key{node}"])
     ctx.verify_mode = ssl.CERT_REQUIRED  # mutual: the dialler must show a certificate
     return ctx
 
 
-def client_context(certs: dict[str, Path], *, with_cert: bool = True) -> ssl.SSLContext:
+def client_context(certs: dict[str, Path], node: int | None) -> ssl.SSLContext:
+    """``node``'s client context (``None``: no client certificate)."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certs["ca"])
-    if with_cert:
-        ctx.load_cert_chain(certs["cert"], certs["key"])
+    if node is not None:
+        ctx.load_cert_chain(certs[f"cert{node}"], certs[f"key{node}"])
     return ctx
+
+
+def tls_of(certs: dict[str, Path], node: int) -> dict[str, ssl.SSLContext]:
+    return {"ssl_server": server_context(certs, node), "ssl_client": client_context(certs, node)}
 
 
 @envs
 def test_tcp_mutual_tls(env: Env, certs: dict[str, Path]) -> None:
     async def scenario(env: Env) -> None:
-        tls = {"ssl_server": server_context(certs), "ssl_client": client_context(certs)}
-        a, ina, b, inb = await env.pair(**tls)
+        a, ina, b, inb = await env.pair(tls_a=tls_of(certs, 1), tls_b=tls_of(certs, 2))
         for i in range(1, 51):
             a.send(2, append(i))
         b.send(1, vote_request(2))
         await env.wait_until(lambda: len(inb.got) == 50 and len(ina.got) == 1)
         assert inb.seqs(1) == list(range(1, 51))
         # No client certificate: refused, and no message gets through.
-        no_cert = client_context(certs, with_cert=False)
+        no_cert = client_context(certs, None)
         ended, received = await env.to_thread(
             lambda: raw_client(
                 b.listen_address,
@@ -1171,5 +1189,46 @@ def test_tcp_mutual_tls(env: Env, certs: dict[str, Path]) -> None:
         a.send(2, append(51))
         await env.wait_until(lambda: inb.seqs(1)[-1:] == [51])
         assert inb.senders() == {1}
+
+    env.run(scenario)
+
+
+@envs
+def test_a_certificate_names_its_node_and_no_other(env: Env, certs: dict[str, Path]) -> None:
+    """A valid certificate of node 3 cannot pass for node 1 (a forged append
+    from it is refused and delivers nothing), and a dialler that reaches a
+    node claiming to be the one it dialled, with another node's certificate,
+    refuses it before saying anything."""
+
+    async def scenario(env: Env) -> None:
+        a, _, b, inb = await env.pair(tls_a=tls_of(certs, 1), tls_b=tls_of(certs, 2))
+        b.set_peer(3, "127.0.0.1:9")
+        ended, received = await env.to_thread(
+            lambda: raw_client(
+                b.listen_address,
+                hello_frame(node=1),
+                then=encode_frame(encode_message(append(99))),
+                tls=client_context(certs, 3),
+            )
+        )
+        assert ended != "timeout" and received == b""  # refused before b's Hello
+        await env.wait_until(lambda: b.stats()["rejects"] == 1)
+        assert inb.got == []
+        # An impostor: it says it is node 2 but holds node 3's certificate.
+        impostor = env.make(
+            2, {1: a.listen_address}, ssl_server=server_context(certs, 3),
+            ssl_client=client_context(certs, 3),
+        )  # fmt: skip
+        fooled = Inbox()
+        await env.start(impostor, fooled)
+        a.set_peer(2, impostor.listen_address)
+        a.send(2, append(1))
+        await env.wait_until(lambda: a.stats()["connect_failures"] >= 1)
+        assert fooled.got == [] and impostor.stats()["accepts"] == 0
+        # The real node 2: accepted.
+        a.set_peer(2, b.listen_address)
+        a.send(2, append(2))
+        await env.wait_until(lambda: inb.seqs(1)[-1:] == [2])
+        assert fooled.got == []
 
     env.run(scenario)
