@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--cluster-id", default="raftcore-kv", help="checked in the handshake")
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="mutual TLS between nodes: this node's certificate (PEM); its subjectAltName "
+        "must include DNS:node-ID and the address peers dial",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
+    serve.add_argument("--tls-ca", metavar="FILE", help="the cluster CA's certificate (PEM)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext Raft traffic beyond loopback (anyone who reaches the Raft "
+        "port can forge messages; logged as a warning)",
+    )
+    serve.add_argument(
         "--election-timeout",
         type=float,
         default=0.3,
@@ -202,6 +216,10 @@ def _serve(args: argparse.Namespace) -> int:
         write_timeout=args.write_timeout,
         raft=args.raft,
         raft_bind=args.raft_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        insecure=args.insecure,
     )
     return serve(opts)
 

@@ -56,6 +56,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -94,6 +95,7 @@ from raftcore.adapters.kv.state_machine import (
     forget_node_address,
     set_node_address,
 )
+from raftcore.adapters.transport.frames import is_loopback
 from raftcore.adapters.transport.identity import address_of, incarnation_of
 from raftcore.config import Config
 from raftcore.errors import (
@@ -724,6 +726,39 @@ class ServeOptions:
     #: Where this node listens for Raft traffic when that differs from the
     #: address its peers dial (behind a proxy or NAT); default: that address.
     raft_bind: str | None = None
+    #: Mutual TLS between nodes: this node's certificate (naming ``DNS:node-<id>``),
+    #: its key, and the cluster CA. All three or none.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    #: Allow plaintext Raft traffic beyond loopback (logged as a warning).
+    insecure: bool = False
+
+    def peer_tls(self) -> dict[str, Any]:
+        """The transport's TLS and plaintext options; ``ValueError`` (one
+        line) for a partial or unusable TLS configuration."""
+        given = [self.tls_cert, self.tls_key, self.tls_ca]
+        if not any(given):
+            return {"require_tls": not self.insecure}
+        if not all(given):
+            raise ValueError("--tls-cert, --tls-key and --tls-ca go together: give all three")
+        assert self.tls_cert is not None and self.tls_key is not None
+        for flag, path in (
+            ("--tls-cert", self.tls_cert),
+            ("--tls-key", self.tls_key),
+            ("--tls-ca", self.tls_ca),
+        ):
+            if not os.path.isfile(str(path)):
+                raise ValueError(f"{flag}: {path}: no such file")
+        try:
+            server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.tls_ca)
+            server.load_cert_chain(self.tls_cert, self.tls_key)
+            server.verify_mode = ssl.CERT_REQUIRED
+            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+            client.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"TLS: cannot load the certificate, key or CA: {e}") from None
+        return {"ssl_server": server, "ssl_client": client, "require_tls": True}
 
     @property
     def http_listen(self) -> str:
@@ -805,6 +840,29 @@ async def _start(node: Any, opts: ServeOptions, fresh: bool) -> None:
         log.info("fresh store: waiting to be added to the cluster (or for --init on another node)")
 
 
+def _peer_security(opts: ServeOptions) -> dict[str, Any]:
+    """The transport's TLS options. Without TLS every Raft address must be on
+    loopback, unless ``--insecure`` (then a warning: anyone who reaches the
+    Raft port can forge messages); ``ValueError`` (one line) otherwise."""
+    options = opts.peer_tls()
+    if "ssl_client" in options:
+        return options
+    addresses = [opts.raft_listen, *(a.raft for a in opts.cluster.values())]
+    exposed = [a for a in addresses if not is_loopback(split_hostport(a)[0])]
+    if exposed and not opts.insecure:
+        raise ValueError(
+            f"{exposed[0]}: Raft traffic beyond loopback must be authenticated: give "
+            "--tls-cert, --tls-key and --tls-ca (or --insecure to allow plaintext)"
+        )
+    if exposed:
+        log.warning(
+            "--insecure: Raft traffic is plaintext and unauthenticated (%s): anyone who "
+            "can reach these ports can forge messages and corrupt the log",
+            ", ".join(exposed),
+        )
+    return options
+
+
 def _api(node: Any, sm: KVStateMachine, opts: ServeOptions) -> KvApi:
     return KvApi(
         node, sm, opts.node_id, opts.cluster, runtime=opts.runtime, write_timeout=opts.write_timeout
@@ -816,14 +874,17 @@ async def serve_asyncio(opts: ServeOptions) -> None:
     from raftcore.adapters.asyncio_node import open_node
     from raftcore.adapters.transport import AsyncioTcpTransport
 
-    store, snapshots, fresh = _open_store(opts)
-    sm = KVStateMachine()
+    # The transport first: a refused address or TLS setup stops the node
+    # before it opens (and locks) its store.
     transport = AsyncioTcpTransport(
         opts.node_id,
         opts.cluster_id,
         listen=opts.raft_listen,
         peers={n: a.raft for n, a in opts.cluster.items() if n != opts.node_id},
+        **_peer_security(opts),
     )
+    store, snapshots, fresh = _open_store(opts)
+    sm = KVStateMachine()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -850,14 +911,17 @@ async def serve_trio(opts: ServeOptions) -> None:
     from raftcore.adapters.transport.trio_tcp import TrioTcpTransport
     from raftcore.adapters.trio_node import open_node
 
-    store, snapshots, fresh = _open_store(opts)
-    sm = KVStateMachine()
+    # The transport first: a refused address or TLS setup stops the node
+    # before it opens (and locks) its store.
     transport = TrioTcpTransport(
         opts.node_id,
         opts.cluster_id,
         listen=opts.raft_listen,
         peers={n: a.raft for n, a in opts.cluster.items() if n != opts.node_id},
+        **_peer_security(opts),
     )
+    store, snapshots, fresh = _open_store(opts)
+    sm = KVStateMachine()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_node(
             opts.node_id, opts.config, store, sm, transport, snapshot_store=snapshots

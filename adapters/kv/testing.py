@@ -95,6 +95,7 @@ class LocalCluster:
         keep: bool = False,
         extra_args: Sequence[str] = (),
     ) -> None:
+        # ``extra_args`` go to every node's ``serve``; ``{id}`` in one is that node's id.
         self.runtime = runtime
         self.root = root or tempfile.mkdtemp(prefix="raftcore-kv-")
         self.keep = keep
@@ -148,7 +149,7 @@ class LocalCluster:
             self.runtime,
             "--election-timeout",
             str(self.election_timeout),
-            *self.extra_args,
+            *(a.replace("{id}", str(node_id)) for a in self.extra_args),
         ]
         if init:
             args.append("--init")

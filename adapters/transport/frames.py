@@ -8,6 +8,7 @@ flow, from the dialler to the acceptor. See ``docs/transport.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Container
 
@@ -153,6 +154,16 @@ def parse_address(address: str) -> tuple[str, int]:
     if port > 65535:
         raise ConfigError("address", f"port out of range in {address!r}")
     return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` this machine only (``localhost``, ``127.0.0.0/8``, ``::1``)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def format_address(host: str, port: int) -> str:

@@ -21,6 +21,7 @@ from raftcore.adapters.transport.frames import (
     check_hello,
     describe_error,
     encode_frame,
+    is_loopback,
     parse_address,
     read_hello,
     reject_reason,
@@ -183,6 +184,9 @@ class TcpOptions(TypedDict, total=False):
     stable_after: float
     #: The back-off's randomness (tests pass a seeded one).
     rng: random.Random | None
+    #: Without TLS, refuse every address beyond loopback (listen and peers):
+    #: plaintext Raft traffic would let anyone on the network forge messages.
+    require_tls: bool
 
 
 class TransportCore:
@@ -210,6 +214,8 @@ class TransportCore:
         max_pending_handshakes: int = DEFAULT_MAX_PENDING_HANDSHAKES,
         stable_after: float = DEFAULT_STABLE_AFTER,
         rng: random.Random | None = None,
+        require_tls: bool = False,
+        tls: bool = False,
     ) -> None:
         self.node_id = check_node_id(node_id, "node_id")
         if not isinstance(cluster_id, str) or not cluster_id:
@@ -245,6 +251,8 @@ class TransportCore:
         if not stable_after >= 0:
             raise ConfigError("stable_after", f"must be >= 0, got {stable_after!r}")
         self.stable_after = stable_after
+        #: Plaintext beyond loopback is refused (``require_tls`` without TLS).
+        self.loopback_only = require_tls and not tls
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
         self.log = transport_logger(node_id)
         self.counters = new_counters()
@@ -274,7 +282,7 @@ class TransportCore:
 
     def _add_peer(self, node_id: NodeId, address: str) -> PeerQueue | None:
         check_node_id(node_id, "peer")
-        parse_address(address)  # validates
+        self.check_address(address)  # validates
         if node_id == self.node_id:
             return None  # a membership lists the node itself: nothing to dial
         peer = PeerQueue(node_id, address)
@@ -283,8 +291,15 @@ class TransportCore:
         return peer
 
     def check_address(self, address: Any) -> None:
-        """``ConfigError`` unless ``address`` is a ``"host:port"`` this transport can dial."""
-        parse_address(address)
+        """``ConfigError`` unless ``address`` is a ``"host:port"`` this transport
+        can dial (with ``require_tls`` and no TLS: on loopback)."""
+        host, _ = parse_address(address)
+        if self.loopback_only and not is_loopback(host):
+            raise ConfigError(
+                "address",
+                f"{address}: plaintext Raft traffic beyond loopback is refused; "
+                "configure TLS (or allow plaintext explicitly)",
+            )
 
     def set_peer(self, node_id: NodeId, address: str, incarnation: str = "") -> None:
         """Add a peer or change its address (its connection is re-dialled);

@@ -120,7 +120,8 @@ class TrioTcpTransport(TransportCore):
         ssl_client: ssl.SSLContext | None = None,
         **options: Unpack[TcpOptions],
     ) -> None:
-        super().__init__(node_id, cluster_id, peers, **options)
+        super().__init__(node_id, cluster_id, peers, tls=ssl_client is not None, **options)
+        self.check_address(listen)
         self._listen = parse_address(listen)
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client

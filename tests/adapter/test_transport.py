@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from certs import make_certs
 
 from raftcore.adapters._log import NodeLogger
 from raftcore.adapters.transport.asyncio_tcp import AsyncioTcpTransport
@@ -1096,46 +1095,10 @@ def test_transport_logs_through_the_shared_node_logger() -> None:
 # =========================================================================== TLS
 
 
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A throwaway CA and a certificate per node (server and client use)
-    signed by it: node N's names ``DNS:node-N`` next to its address."""
-    if shutil.which("openssl") is None:
-        pytest.skip("mutual TLS test needs the openssl CLI (the cryptography package is absent)")
-    d = tmp_path_factory.mktemp("certs")
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-        "-subj", "/CN=raftcore test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
-    )  # fmt: skip
-    out = {"ca": d / "ca.crt"}
-    for n in (1, 2, 3):
-        (d / f"node{n}.ext").write_text(
-            "basicConstraints=CA:FALSE\n"
-            "keyUsage=critical,digitalSignature\n"
-            "extendedKeyUsage=serverAuth,clientAuth\n"
-            f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:node-{n}\n"
-            "subjectKeyIdentifier=hash\n"
-            "authorityKeyIdentifier=keyid,issuer\n"
-        )
-        _openssl(
-            "req", *ec, "-keyout", f"node{n}.key", "-out", f"node{n}.csr",
-            "-subj", f"/CN=node-{n}", cwd=d,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"node{n}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"node{n}.crt", "-days", "1", "-extfile", f"node{n}.ext",
-            cwd=d,
-        )  # fmt: skip
-        out[f"cert{n}"], out[f"key{n}"] = d / f"node{n}.crt", d / f"node{n}.key"
-    yield out
+    """A throwaway CA and a certificate per node (tests/adapter/certs.py)."""
+    yield make_certs(tmp_path_factory.mktemp("certs"), (1, 2, 3))
 
 
 def server_context(certs: dict[str, Path], node: int) -> ssl.SSLContext:
