@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="A replicated key-value store on raftcore.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    token_help = (
+        "send the first token of this file (the nodes' --api-token-file format); "
+        "default: $RAFTCORE_API_TOKEN"
+    )
     cluster_help = (
         "ID=HOST:PORT[/HTTPHOST:HTTPPORT],... : every node's Raft address "
         "(and HTTP address; default: Raft port + 1000)"
@@ -79,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
     serve.add_argument("--tls-ca", metavar="FILE", help="the cluster CA's certificate (PEM)")
+    serve.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer TOKEN' on every HTTP request; FILE holds one "
+        "token per line, optionally followed by 'ro' (reads only) or 'rw' (the default)",
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -122,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
         )
+        p.add_argument("--api-token-file", metavar="FILE", help=token_help)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -165,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
         )
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        p.add_argument("--api-token-file", metavar="FILE", help=token_help)
     return parser
 
 
@@ -194,6 +206,7 @@ def _address(text: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from raftcore.adapters.kv.auth import ApiTokens
     from raftcore.adapters.kv.server import ServeOptions, serve, setup_logging
 
     setup_logging(args.id, getattr(logging, str(args.log_level).upper(), logging.INFO))
@@ -220,6 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
         insecure=args.insecure,
+        api_tokens=None if args.api_token_file is None else ApiTokens.load(args.api_token_file),
     )
     return serve(opts)
 
@@ -338,7 +352,8 @@ async def _statuses(client: KvClient, timeout: float) -> dict[str, Any]:
 
 
 async def _client(args: argparse.Namespace) -> int:
-    async with KvClient.for_cluster(args.cluster, deadline=args.timeout) as client:
+    token = _client_token(args)
+    async with KvClient.for_cluster(args.cluster, deadline=args.timeout, token=token) as client:
         if args.command in ("add-node", "promote", "remove-node"):
             if args.command == "add-node":
                 answer = await client.add_learner(
@@ -401,6 +416,16 @@ async def _client(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _client_token(args: argparse.Namespace) -> str | None:
+    """The bearer token: the first in ``--api-token-file``, else ``$RAFTCORE_API_TOKEN``."""
+    path = getattr(args, "api_token_file", None)
+    if path is None:
+        return os.environ.get("RAFTCORE_API_TOKEN") or None
+    from raftcore.adapters.kv.auth import ApiTokens
+
+    return ApiTokens.load(path).tokens[0][0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
@@ -419,6 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KvError as e:
         print(f"{args.command}: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except ValueError as e:  # an unusable --api-token-file
+        print(f"{args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `status | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -39,6 +39,7 @@ import attrs
 from raftcore.adapters.kv.http import (
     NEED_DATA,
     ClientConnection,
+    Headers,
     HttpError,
     Response,
     join_hostport,
@@ -126,8 +127,10 @@ class _Conn:
         self.writer.close()
 
 
-async def _exchange(conn: _Conn, method: str, target: str, body: bytes) -> Response:
-    conn.writer.write(conn.http.request(method, target, body))
+async def _exchange(
+    conn: _Conn, method: str, target: str, body: bytes, headers: Headers = ()
+) -> Response:
+    conn.writer.write(conn.http.request(method, target, body, headers))
     await conn.writer.drain()
     while True:
         event = conn.http.next_response()
@@ -141,8 +144,10 @@ async def _exchange(conn: _Conn, method: str, target: str, body: bytes) -> Respo
 class HttpPool:
     """Keep-alive connections per address (one request per connection at a time)."""
 
-    def __init__(self, max_idle: int = 8) -> None:
+    def __init__(self, max_idle: int = 8, headers: Headers = ()) -> None:
         self.max_idle = max_idle
+        #: Sent with every request (e.g. ``authorization``).
+        self.headers = headers
         self._idle: dict[str, list[_Conn]] = {}
 
     async def request(
@@ -158,7 +163,7 @@ class HttpPool:
             while idle:
                 conn = idle.pop()
                 try:
-                    response = await _exchange(conn, method, target, body)
+                    response = await _exchange(conn, method, target, body, self.headers)
                 except (HttpError, OSError):
                     conn.close()
                     continue
@@ -173,7 +178,7 @@ class HttpPool:
             reader, writer = await asyncio.open_connection(host, port)
             conn = _Conn(addr, reader, writer)
             try:
-                response = await _exchange(conn, method, target, body)
+                response = await _exchange(conn, method, target, body, self.headers)
             except BaseException:
                 conn.close()
                 raise
@@ -233,7 +238,9 @@ class KvClient:
         *,
         deadline: float = 10.0,
         request_timeout: float = 3.0,
+        token: str | None = None,
     ) -> None:
+        """``token``: the bearer token of a node started with ``--api-token-file``."""
         addrs = list(http_addrs.values()) if isinstance(http_addrs, Mapping) else list(http_addrs)
         if not addrs:
             raise ValueError("KvClient needs at least one address")
@@ -241,7 +248,7 @@ class KvClient:
         self.deadline = deadline
         self.request_timeout = request_timeout
         self.leader_http: str | None = None
-        self.pool = HttpPool()
+        self.pool = HttpPool(headers=(("authorization", f"Bearer {token}"),) if token else ())
         #: Attempts that did not end the request (redirects, retries), for reports.
         self.retries = 0
 

@@ -66,6 +66,7 @@ import attrs
 from raftcore import membership as mc
 from raftcore.adapters._node_api import ReplicationStatus
 from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
+from raftcore.adapters.kv.auth import ApiTokens
 from raftcore.adapters.kv.client import NodeAddress, default_http
 from raftcore.adapters.kv.http import (
     AddLearner,
@@ -208,7 +209,10 @@ class KvApi:
         read_timeout: float = 2.0,
         change_timeout: float = 10.0,
         catch_up_timeout: float = 30.0,
+        tokens: ApiTokens | None = None,
     ) -> None:
+        #: Bearer tokens every request must carry (``None``: no authentication).
+        self.tokens = tokens
         self.node = node
         self.state_machine = state_machine
         self.node_id = node_id
@@ -222,6 +226,10 @@ class KvApi:
         self.catch_up_timeout = catch_up_timeout
 
     async def handle(self, request: Request) -> Response:
+        if self.tokens is not None:
+            refused = self.tokens.refusal(request)
+            if refused is not None:
+                return refused
         op = route(request)
         if isinstance(op, Response):
             return op
@@ -733,6 +741,8 @@ class ServeOptions:
     tls_ca: str | None = None
     #: Allow plaintext Raft traffic beyond loopback (logged as a warning).
     insecure: bool = False
+    #: Bearer tokens for the HTTP API (``serve --api-token-file``).
+    api_tokens: ApiTokens | None = None
 
     def peer_tls(self) -> dict[str, Any]:
         """The transport's TLS and plaintext options; ``ValueError`` (one
@@ -865,7 +875,13 @@ def _peer_security(opts: ServeOptions) -> dict[str, Any]:
 
 def _api(node: Any, sm: KVStateMachine, opts: ServeOptions) -> KvApi:
     return KvApi(
-        node, sm, opts.node_id, opts.cluster, runtime=opts.runtime, write_timeout=opts.write_timeout
+        node,
+        sm,
+        opts.node_id,
+        opts.cluster,
+        runtime=opts.runtime,
+        write_timeout=opts.write_timeout,
+        tokens=opts.api_tokens,
     )
 
 

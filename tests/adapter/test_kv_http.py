@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,6 +16,7 @@ import pytest
 from raftcore import membership as mc
 from raftcore.adapters._node_api import ReplicationStatus
 from raftcore.adapters.errors import ShuttingDown, Timeout
+from raftcore.adapters.kv.auth import ApiTokens
 from raftcore.adapters.kv.client import (
     HttpPool,
     KvClient,
@@ -448,11 +450,65 @@ class FakeNode:
         raise Timeout(timeout)
 
 
-def call(node: FakeNode, request: Request, sm: KVStateMachine | None = None) -> Response:
+def call(
+    node: FakeNode,
+    request: Request,
+    sm: KVStateMachine | None = None,
+    tokens: ApiTokens | None = None,
+) -> Response:
     if sm is None:  # (not `or`: an empty KVStateMachine is falsy)
         sm = node.sm if node.sm is not None else KVStateMachine()
-    api = KvApi(node, sm, 1, CLUSTER, runtime="asyncio")
+    api = KvApi(node, sm, 1, CLUSTER, runtime="asyncio", tokens=tokens)
     return asyncio.run(api.handle(request))
+
+
+RW, RO = "rw-token-0123456789", "ro-token-0123456789"
+
+
+def test_tokens_guard_every_request(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"# the API's tokens\n{RW}\n\n{RO} ro   # a dashboard\n")
+    tokens = ApiTokens.load(str(path))
+    assert tokens == ApiTokens(((RW, True), (RO, False)))
+    node = FakeNode(metrics(Role.LEADER, 1), outcome="old")
+
+    def with_token(method: str, target: str, token: str | None, body: bytes = b"") -> Response:
+        headers = (("host", "x"),) + ((("authorization", f"Bearer {token}"),) if token else ())
+        return call(node, Request(method, target, headers, body), tokens=tokens)
+
+    for token in (None, "wrong-token-0123456789", RW[:-1]):
+        r = with_token("GET", "/status", token)
+        assert (r.status, r.json_body()["error"]) == (401, "unauthorized")
+        assert r.header("www-authenticate") == 'Bearer realm="raftcore-kv"'
+    assert with_token("GET", "/status", RO).status == 200
+    r = with_token("PUT", "/kv/k", RO, b"v")
+    assert (r.status, r.json_body()["error"]) == (403, "forbidden")
+    assert node.writes == []  # refused before it reached the node
+    assert with_token("PUT", "/kv/k", RW, b"v").status == 200
+    assert node.writes == [["put", "k", "v"]]
+    r = call(
+        node, Request("PUT", "/kv/k", (("authorization", f"Basic {RW}"),), b"v"), tokens=tokens
+    )
+    assert r.status == 401
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "holds no token"),
+        ("short\n", "at least 16 characters"),
+        (f"{RW} admin\n", "expected 'TOKEN' or 'TOKEN rw|ro'"),
+        (f"{RW} ro extra\n", "expected 'TOKEN' or 'TOKEN rw|ro'"),
+    ],
+)
+def test_a_bad_token_file_is_one_clear_line(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem) as info:
+        ApiTokens.load(str(path))
+    assert str(info.value).startswith(f"--api-token-file: {path}")
+    with pytest.raises(ValueError, match="cannot read"):
+        ApiTokens.load(str(tmp_path / "missing"))
 
 
 def test_put_and_delete_go_through_the_log() -> None:
