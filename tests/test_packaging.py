@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PIP_INSTALL = (sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q")
 FORBIDDEN = {"asyncio", "trio", "socket", "threading", "time", "os", "sqlite3", "random"}
 
 
@@ -77,3 +78,25 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"raftcore"}
     assert "raftcore/adapters/kv/server.py" in names and "raftcore/adapters/py.typed" in names
+    entry_points = zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    )
+    assert b"raftcore-kv = raftcore.adapters.kv.__main__:main" in entry_points
+    # The console command, installed from the wheel, runs.
+    target = tmp_path / "site"
+    subprocess.run(
+        [*PIP_INSTALL, "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    done = subprocess.run(
+        [str(target / "bin" / "raftcore-kv"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: raftcore-kv ") and "transfer-leader" in done.stdout
+    assert "RAFTCORE_CLUSTER" in done.stdout

@@ -38,11 +38,39 @@ def _cluster(spec: str) -> Any:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+EXAMPLES = """\
+examples:
+  export RAFTCORE_CLUSTER=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+  # on each node (--init on one of them only):
+  %(prog)s serve --id 1 --data-dir /var/lib/kv1 --init
+  %(prog)s put greeting hello
+  %(prog)s get greeting
+  %(prog)s status
+  %(prog)s add-node 4 10.0.0.4:7001
+  %(prog)s promote 4
+  # before restarting the leader:
+  %(prog)s transfer-leader --to 2
+
+Every command takes --cluster (default: $RAFTCORE_CLUSTER). Exit status: 0 ok,
+1 key not found, 2 bad arguments or configuration, 3 refused or unreachable.
+See docs/kv-service.md.
+"""
+
+
+def _prog() -> str:
+    """``raftcore-kv`` when run as the console command, else the module form."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return name if name.startswith("raftcore-kv") else "python -m raftcore.adapters.kv"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m raftcore.adapters.kv",
+        prog=_prog(),
         description="A replicated key-value store on raftcore.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    env_cluster = os.environ.get("RAFTCORE_CLUSTER") or None
     sub = parser.add_subparsers(dest="command", required=True)
     token_help = (
         "send the first token of this file (the nodes' --api-token-file format); "
@@ -50,12 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster_help = (
         "ID=HOST:PORT[/HTTPHOST:HTTPPORT],... : every node's Raft address "
-        "(and HTTP address; default: Raft port + 1000)"
+        "(and HTTP address; default: Raft port + 1000); default: $RAFTCORE_CLUSTER"
     )
 
     serve = sub.add_parser("serve", help="run one node until SIGTERM/SIGINT")
     serve.add_argument("--id", type=int, required=True, help="this node's id")
-    serve.add_argument("--cluster", type=_cluster, required=True, help=cluster_help)
+    serve.add_argument(
+        "--cluster",
+        type=_cluster,
+        required=env_cluster is None,
+        default=env_cluster,
+        help=cluster_help,
+    )
     serve.add_argument("--data-dir", required=True, help="the node's directory (raft.sqlite3)")
     serve.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
     serve.add_argument("--http", help="HTTP listen address (default: from --cluster)")
@@ -128,7 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("key")
         if name == "put":
             p.add_argument("value")
-        p.add_argument("--cluster", type=_cluster, required=True, help=cluster_help)
+        p.add_argument(
+            "--cluster",
+            type=_cluster,
+            required=env_cluster is None,
+            default=env_cluster,
+            help=cluster_help,
+        )
         p.add_argument(
             "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
         )
@@ -171,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the new leader (default: the most up-to-date other voter)",
     )
     for p in (add, promote, remove, transfer):
-        p.add_argument("--cluster", type=_cluster, required=True, help=cluster_help)
+        p.add_argument(
+            "--cluster",
+            type=_cluster,
+            required=env_cluster is None,
+            default=env_cluster,
+            help=cluster_help,
+        )
         p.add_argument(
             "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
         )

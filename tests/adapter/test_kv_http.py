@@ -1313,3 +1313,24 @@ def test_cli_membership_commands(
     assert "not members: [9]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["add-node", "4", "nohost", "--cluster", spec])
+
+
+def test_the_cluster_defaults_to_raftcore_cluster(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from raftcore.adapters.kv.__main__ import main
+
+    monkeypatch.delenv("RAFTCORE_CLUSTER", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["status"])
+    assert exited.value.code == 2
+    assert "--cluster" in capsys.readouterr().err
+    # From the environment: the command runs (nothing listens there: exit 3).
+    monkeypatch.setenv("RAFTCORE_CLUSTER", "1=127.0.0.1:9/127.0.0.1:9")
+    assert main(["get", "k", "--timeout", "0.5"]) == 3
+    assert "127.0.0.1:9" in capsys.readouterr().err
+    monkeypatch.setenv("RAFTCORE_CLUSTER", "nonsense")
+    with pytest.raises(SystemExit) as exited:
+        main(["status"])
+    assert exited.value.code == 2
+    assert "argument --cluster" in capsys.readouterr().err
