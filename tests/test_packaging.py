@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"raftcore"}
     assert "raftcore/adapters/kv/server.py" in names and "raftcore/adapters/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     )
@@ -100,3 +102,28 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: raftcore-kv ") and "transfer-leader" in done.stdout
     assert "RAFTCORE_CLUSTER" in done.stdout
+
+
+@pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")
+def test_the_sdist_carries_the_license_docs_and_every_test(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (sdist,) = tmp_path.glob("raftcore-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    tests = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")}
+    docs = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")}
+    assert {"LICENSE", "Makefile", "README.md", "pyproject.toml"} <= names
+    assert tests <= names and docs <= names, sorted((tests | docs) - names)
+    assert "fuzz/test_membership_fuzz.py" in names and "bench/cluster_bench.py" in names
+    assert not any("__pycache__" in n for n in names)
+    assert "Apache License" in (ROOT / "LICENSE").read_text()

@@ -29,6 +29,11 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
+#: ``serve``: the data directory or its store cannot be used.
+EXIT_STORE = 4
+#: ``serve``: an address to listen on cannot be bound (in use, not local).
+EXIT_LISTEN = 5
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _cluster(spec: str) -> Any:
@@ -52,7 +57,9 @@ examples:
   %(prog)s transfer-leader --to 2
 
 Every command takes --cluster (default: $RAFTCORE_CLUSTER). Exit status: 0 ok,
-1 key not found, 2 bad arguments or configuration, 3 refused or unreachable.
+1 key not found, 2 bad arguments or configuration, 3 refused or unreachable
+(or the data directory in use), 4 unusable data directory or store, 5 cannot
+listen on an address.
 See docs/kv-service.md.
 """
 
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve = sub.add_parser("serve", help="run one node until SIGTERM/SIGINT")
-    serve.add_argument("--id", type=int, required=True, help="this node's id")
+    serve.add_argument("--id", type=_node_id, required=True, help="this node's id (1, 2, ...)")
     serve.add_argument(
         "--cluster",
         type=_cluster,
@@ -131,13 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--election-timeout",
-        type=float,
+        type=_seconds,
         default=0.3,
         metavar="SECONDS",
         help="minimum election timeout (the maximum is twice it; default 0.3)",
     )
     serve.add_argument(
-        "--heartbeat", type=float, help="heartbeat interval (default: election timeout / 3)"
+        "--heartbeat", type=_seconds, help="heartbeat interval (default: election timeout / 3)"
     )
     serve.add_argument(
         "--snapshot-every",
@@ -147,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="snapshot the map every N applied entries, then purge the log (0: only on "
         "the snapshot command; default 10000)",
     )
-    serve.add_argument("--write-timeout", type=float, default=5.0, metavar="SECONDS")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--write-timeout", type=_seconds, default=5.0, metavar="SECONDS")
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        default="INFO",
+        choices=LOG_LEVELS,
+        help=f"one of {', '.join(LOG_LEVELS)} (default INFO)",
+    )
 
     for name, helptext in (
         ("put", "set KEY to VALUE"),
@@ -170,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=cluster_help,
         )
         p.add_argument(
-            "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
+            "--timeout", type=_seconds, default=10.0, help="give up after this long (seconds)"
         )
         p.add_argument("--api-token-file", metavar="FILE", help=token_help)
         if name == "status":
@@ -187,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument(
         "--catch-up-timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long the leader waits for it to catch up (default 30)",
@@ -219,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=cluster_help,
         )
         p.add_argument(
-            "--timeout", type=float, default=10.0, help="give up after this long (seconds)"
+            "--timeout", type=_seconds, default=10.0, help="give up after this long (seconds)"
         )
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         p.add_argument("--api-token-file", metavar="FILE", help=token_help)
@@ -234,6 +247,16 @@ def _count(text: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return n
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _node_id(text: str) -> int:
@@ -255,7 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
     from raftcore.adapters.kv.auth import ApiTokens
     from raftcore.adapters.kv.server import ServeOptions, serve, setup_logging
 
-    setup_logging(args.id, getattr(logging, str(args.log_level).upper(), logging.INFO))
+    setup_logging(args.id, getattr(logging, args.log_level))
     low = args.election_timeout
     config = Config(
         election_timeout_min=low,
@@ -475,7 +498,9 @@ def _client_token(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from raftcore.adapters.storage.sqlite import StoreLockedError
+        from raftcore.adapters.kv.server import DataDirError
+        from raftcore.adapters.storage.snapshots import SnapshotStoreError
+        from raftcore.adapters.storage.sqlite import SqliteStoreError, StoreLockedError
 
         try:
             return _serve(args)
@@ -485,6 +510,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except StoreLockedError as e:  # another node process runs on this data directory
             print(f"serve: {e}", file=sys.stderr)
             return EXIT_FAILED
+        except DataDirError as e:
+            print(f"serve: {e} (give a directory this user can create and write)", file=sys.stderr)
+            return EXIT_STORE
+        except (SqliteStoreError, SnapshotStoreError) as e:
+            print(
+                f"serve: {e} (restore the data directory from a backup, or replace the node: "
+                "docs/kv-service.md#a-node-that-lost-its-disk)",
+                file=sys.stderr,
+            )
+            return EXIT_STORE
+        except OSError as e:  # binding a listening socket
+            print(
+                f"serve: {e.strerror or e} (another process on that port? an address of "
+                "this machine?)",
+                file=sys.stderr,
+            )
+            return EXIT_LISTEN
     try:
         return asyncio.run(_client(args))
     except KvError as e:

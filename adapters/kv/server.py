@@ -85,6 +85,7 @@ from raftcore.adapters.kv.http import (
     TakeSnapshot,
     TransferLeadership,
     error_response,
+    join_hostport,
     not_leader_response,
     route,
     serve_connection,
@@ -662,7 +663,12 @@ async def serve_http_asyncio(
             if task is not None:
                 tasks.discard(task)
 
-    server = await asyncio.start_server(on_connection, host, port, reuse_address=True)
+    try:
+        server = await asyncio.start_server(on_connection, host, port, reuse_address=True)
+    except OSError as e:
+        raise OSError(
+            e.errno, f"cannot listen on {join_hostport(host, port)}: {_cause(e)}"
+        ) from None
     server.kv_connections = tasks  # type: ignore[attr-defined]
     return server
 
@@ -709,7 +715,12 @@ async def serve_http_trio(
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as e:
+        raise OSError(
+            e.errno, f"cannot listen on {join_hostport(host, port)}: {_cause(e)}"
+        ) from None
     task_status.started(listeners)
     await trio.serve_listeners(on_connection, listeners)
 
@@ -822,13 +833,22 @@ def setup_logging(node_id: int, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+class DataDirError(Exception):
+    """The data directory cannot be used (not a directory, no permission, ...)."""
+
+
 def _open_store(opts: ServeOptions) -> tuple[Any, Any, bool]:
     """The node's SQLite store, its snapshot store, and whether it holds no state yet."""
+    import sqlite3
+
     from raftcore.adapters.storage import FileSnapshotStore, SqliteLogStore
 
-    os.makedirs(opts.data_dir, exist_ok=True)
-    store = SqliteLogStore(os.path.join(opts.data_dir, DB_NAME))
-    snapshots = FileSnapshotStore(os.path.join(opts.data_dir, SNAPSHOT_DIR))
+    try:
+        os.makedirs(opts.data_dir, exist_ok=True)
+        store = SqliteLogStore(os.path.join(opts.data_dir, DB_NAME))
+        snapshots = FileSnapshotStore(os.path.join(opts.data_dir, SNAPSHOT_DIR))
+    except (OSError, sqlite3.Error) as e:
+        raise DataDirError(f"--data-dir {opts.data_dir}: cannot use it: {e}") from None
     state = store.load()
     fresh = state.vote == INITIAL_VOTE and not state.entries and state.last_purged == ZERO_LOG_ID
     return store, snapshots, fresh
@@ -956,6 +976,18 @@ async def serve_trio(opts: ServeOptions) -> None:
     log.info("stopped")
 
 
+def _cause(e: OSError) -> str:
+    """The system's reason (``Address already in use``), without the wrapping."""
+    return os.strerror(e.errno) if e.errno else str(e)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out += _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]
+    return out
+
+
 def serve(opts: ServeOptions) -> int:
     """Run one node in this process until a signal; the exit status.
 
@@ -965,9 +997,21 @@ def serve(opts: ServeOptions) -> int:
     """
     opts = opts.resolved()
     if opts.runtime == "trio":
-        import trio
-
-        trio.run(serve_trio, opts)
+        try:
+            import trio
+        except ImportError:
+            raise ValueError(
+                "--runtime trio needs trio, which is not installed: pip install 'raftcore[trio]'"
+            ) from None
+        try:
+            trio.run(serve_trio, opts)
+        except BaseExceptionGroup as group:
+            # trio's nurseries wrap what failed (a port in use, a damaged store):
+            # surface a lone error as itself, so serve's caller can name it.
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
+            raise
     elif opts.runtime == "asyncio":
         asyncio.run(serve_asyncio(opts))
     else:

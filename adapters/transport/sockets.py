@@ -23,6 +23,10 @@ def bind_listen_socket(host: str, port: int, backlog: int = 128) -> socket.socke
         sock.bind(sockaddr)
         sock.listen(backlog)
         sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        # Name the address: "Address already in use" alone does not say which.
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from None
     except BaseException:
         sock.close()
         raise
