@@ -343,6 +343,19 @@ class Status:
 
 
 @attrs.frozen
+class ScrapeMetrics:
+    """``GET /metrics``: Prometheus metrics (adapters/kv/metrics.py)."""
+
+
+@attrs.frozen
+class Probe:
+    """``GET /health`` (the process and its engine run) or ``GET /ready``
+    (a member of a cluster with a known leader)."""
+
+    ready: bool
+
+
+@attrs.frozen
 class ClusterInfo:
     """``GET /cluster``: this node's view of the membership."""
 
@@ -402,7 +415,16 @@ class TransferLeadership:
 
 MembershipOp = AddLearner | Promote | RemoveVoter | ForgetNode
 Operation = (
-    Get | Put | Delete | Status | ClusterInfo | TakeSnapshot | TransferLeadership | MembershipOp
+    Get
+    | Put
+    | Delete
+    | Status
+    | ClusterInfo
+    | TakeSnapshot
+    | TransferLeadership
+    | ScrapeMetrics
+    | Probe
+    | MembershipOp
 )
 
 KV_PREFIX = "/kv/"
@@ -427,6 +449,10 @@ def route(request: Request) -> Operation | Response:
         if request.method != "POST":
             return _method_not_allowed("POST")
         return TakeSnapshot()
+    if path in ("/metrics", "/health", "/ready"):
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        return ScrapeMetrics() if path == "/metrics" else Probe(path == "/ready")
     if path == CLUSTER_PREFIX or path.startswith(CLUSTER_PREFIX + "/"):
         return _cluster_route(request)
     if not path.startswith(KV_PREFIX):

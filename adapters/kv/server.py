@@ -76,11 +76,13 @@ from raftcore.adapters.kv.http import (
     Get,
     Handler,
     MembershipOp,
+    Probe,
     Promote,
     Put,
     RemoveVoter,
     Request,
     Response,
+    ScrapeMetrics,
     Status,
     TakeSnapshot,
     TransferLeadership,
@@ -91,6 +93,7 @@ from raftcore.adapters.kv.http import (
     serve_connection,
     split_hostport,
 )
+from raftcore.adapters.kv.metrics import LeadershipStats, exposition, registry_for
 from raftcore.adapters.kv.state_machine import (
     KVStateMachine,
     Rejected,
@@ -211,9 +214,13 @@ class KvApi:
         change_timeout: float = 10.0,
         catch_up_timeout: float = 30.0,
         tokens: ApiTokens | None = None,
+        leadership: LeadershipStats | None = None,
     ) -> None:
         #: Bearer tokens every request must carry (``None``: no authentication).
         self.tokens = tokens
+        #: Leader changes and elections seen (kept by ``log_leadership``).
+        self.leadership = leadership if leadership is not None else LeadershipStats()
+        self.registry = registry_for(node, state_machine, self.leadership)
         self.node = node
         self.state_machine = state_machine
         self.node_id = node_id
@@ -227,14 +234,20 @@ class KvApi:
         self.catch_up_timeout = catch_up_timeout
 
     async def handle(self, request: Request) -> Response:
-        if self.tokens is not None:
+        op = route(request)
+        # Health probes answer without a token (load balancers, orchestrators).
+        if self.tokens is not None and not isinstance(op, Probe):
             refused = self.tokens.refusal(request)
             if refused is not None:
                 return refused
-        op = route(request)
         if isinstance(op, Response):
             return op
         try:
+            if isinstance(op, Probe):
+                return self.probe(op.ready)
+            if isinstance(op, ScrapeMetrics):
+                body, content_type = exposition(self.registry)
+                return Response(200, body, (("content-type", content_type),))
             if isinstance(op, Status):
                 return Response.json(200, self.status())
             if isinstance(op, ClusterInfo):
@@ -346,6 +359,20 @@ class KvApi:
         if value is None:
             return error_response(404, "not_found", key=key)
         return Response.json(200, {"value": value})
+
+    def probe(self, ready: bool) -> Response:
+        """``/health``: 200 while the engine runs (503 once storage stopped it).
+        ``/ready``: 200 when also a member of a cluster with a known leader."""
+        m = self.node.metrics()
+        if m.stopped is not None:
+            return error_response(503, "node_stopped", reason=m.stopped)
+        if ready:
+            member = m.membership is not None and self.node_id in m.membership.node_ids()
+            if not member:
+                return error_response(503, "not_a_member")
+            if m.leader_id is None:
+                return error_response(503, "no_leader")
+        return Response.json(200, {"ok": True, "role": m.role.value, "leader_id": m.leader_id})
 
     def status(self) -> dict[str, Any]:
         """The node's metrics as JSON."""
@@ -607,9 +634,11 @@ class KvApi:
             await self.node.write(forget_node_address(node_id), timeout=self.write_timeout)
 
 
-async def log_leadership(node: KvNode) -> None:
-    """Log every change of role, leader or term, until cancelled or shut down."""
+async def log_leadership(node: KvNode, stats: LeadershipStats | None = None) -> None:
+    """Log every change of role, leader or term (and count them in ``stats``),
+    until cancelled or shut down."""
     last: tuple[Role, int | None, int] | None = None
+    before: Metrics | None = None
 
     def changed(m: Metrics) -> bool:
         return (m.role, m.leader_id, m.vote.term) != last
@@ -622,6 +651,9 @@ async def log_leadership(node: KvNode) -> None:
         except ShuttingDown:
             return
         last = (m.role, m.leader_id, m.vote.term)
+        if stats is not None:
+            stats.observe(before, m)
+        before = m
         log.info("now %s in term %d, leader %s", m.role.value, m.vote.term, m.leader_id)
 
 
@@ -930,8 +962,9 @@ async def serve_asyncio(opts: ServeOptions) -> None:
     ) as node:
         await _start(node, opts, fresh)
         host, port = split_hostport(opts.http_listen)
-        server = await serve_http_asyncio(_api(node, sm, opts).handle, host, port)
-        watcher = asyncio.create_task(log_leadership(node))
+        api = _api(node, sm, opts)
+        server = await serve_http_asyncio(api.handle, host, port)
+        watcher = asyncio.create_task(log_leadership(node, api.leadership))
         log.info("serving: raft %s, http %s (asyncio)", opts.raft_listen, opts.http_listen)
         await stop.wait()
         log.info("signal received: shutting down")
@@ -965,9 +998,10 @@ async def serve_trio(opts: ServeOptions) -> None:
             await _start(node, opts, fresh)
             host, port = split_hostport(opts.http_listen)
             async with trio.open_nursery() as nursery:
-                handler = _api(node, sm, opts).handle
+                api = _api(node, sm, opts)
+                handler = api.handle
                 await nursery.start(functools.partial(serve_http_trio, handler, host, port))
-                nursery.start_soon(log_leadership, node)
+                nursery.start_soon(log_leadership, node, api.leadership)
                 log.info("serving: raft %s, http %s (trio)", opts.raft_listen, opts.http_listen)
                 async for _ in signals:
                     break

@@ -346,6 +346,11 @@ def metrics(role: Role, leader: int | None, term: int = 2, applied_term: int = 2
     )
 
 
+class FakeTransport:
+    def stats(self) -> dict[str, int]:
+        return {"frames_sent": 7, "bytes_sent": 700, "connects": 2, "peers": 2}
+
+
 @attrs.define
 class FakeNode:
     m: Metrics
@@ -428,6 +433,9 @@ class FakeNode:
         if self.change_errors:
             raise self.change_errors.pop(0)
         return 2 if to is None else to
+
+    #: What ``/metrics`` reads of the transport.
+    transport: Any = attrs.Factory(lambda: FakeTransport())
 
     def replication(self) -> dict[int, ReplicationStatus]:
         m = self.metrics()
@@ -1334,3 +1342,44 @@ def test_the_cluster_defaults_to_raftcore_cluster(
         main(["status"])
     assert exited.value.code == 2
     assert "argument --cluster" in capsys.readouterr().err
+
+
+def test_metrics_health_and_ready() -> None:
+    node = leader_node()
+    r = call(node, req("GET", "/metrics"))
+    assert r.status == 200 and (r.header("content-type") or "").startswith("text/plain")
+    text = r.body.decode()
+    for line in (
+        'raftcore_role{role="leader"} 1.0',
+        'raftcore_role{role="follower"} 0.0',
+        "raftcore_term 2.0",
+        "raftcore_transport_frames_sent_total 7.0",
+        "raftcore_transport_peers 2.0",
+        "raftcore_transfer_in_progress 0.0",
+    ):
+        assert line in text.splitlines(), (line, text)
+    assert 'raftcore_follower_lag_entries{follower="2"}' in text
+    r = call(node, req("GET", "/health"))
+    assert (r.status, r.json_body()["ok"]) == (200, True)
+    assert call(node, req("GET", "/ready")).status == 200
+    # No leader known: alive but not ready.
+    lost = FakeNode(metrics(Role.FOLLOWER, None))
+    assert call(lost, req("GET", "/health")).status == 200
+    r = call(lost, req("GET", "/ready"))
+    assert (r.status, r.json_body()["error"]) == (503, "no_leader")
+    stopped = FakeNode(attrs.evolve(metrics(Role.FOLLOWER, 1), stopped="disk"))
+    r = call(stopped, req("GET", "/health"))
+    assert (r.status, r.json_body()["error"]) == (503, "node_stopped")
+    assert call(node, req("POST", "/metrics")).status == 405
+
+
+def test_health_needs_no_token_but_metrics_does(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"{RO} ro\n")
+    tokens = ApiTokens.load(str(path))
+    node = leader_node()
+    assert call(node, req("GET", "/health"), tokens=tokens).status == 200
+    assert call(node, req("GET", "/ready"), tokens=tokens).status == 200
+    assert call(node, req("GET", "/metrics"), tokens=tokens).status == 401
+    authorized = Request("GET", "/metrics", (("authorization", f"Bearer {RO}"),))
+    assert call(node, authorized, tokens=tokens).status == 200

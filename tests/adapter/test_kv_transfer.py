@@ -78,6 +78,16 @@ async def scenario(cluster: LocalCluster) -> None:
         assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         st = await client.status(cluster.http_addrs[target], timeout=2.0)
         assert st["role"] == "leader" and st["transfer"] is None
+        # The same seen through /metrics (Prometheus text): the target leads,
+        # won one election, and the old leader saw the leader change.
+        r = await client.pool.request(cluster.http_addrs[target], "GET", "/metrics", timeout=5.0)
+        lines = r.body.decode().splitlines()
+        assert 'raftcore_role{role="leader"} 1.0' in lines
+        assert "raftcore_elections_won_total 1.0" in lines
+        assert "raftcore_transfer_in_progress 0.0" in lines
+        old_http = cluster.http_addrs[leader["node_id"]]
+        r = await client.pool.request(old_http, "GET", "/metrics", timeout=5.0)
+        assert "raftcore_leader_changes_total 2.0" in r.body.decode().splitlines()
         # Without --to: the most up-to-date other voter.
         again = await asyncio.to_thread(kv_command, cluster, "transfer-leader", "--json")
         assert again.returncode == 0, again.stderr
