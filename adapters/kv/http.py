@@ -30,6 +30,7 @@ import enum
 import http
 import json
 import logging
+import reprlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -214,6 +215,17 @@ class ServerConnection:
                 self._request = event
                 self._head = event.method == b"HEAD"
                 self._body.clear()
+                names = {bytes(k).lower() for k, _ in event.headers}
+                if b"content-length" in names and b"transfer-encoding" in names:
+                    # Two framings a proxy and this server may read differently
+                    # (request smuggling): refuse, and close.
+                    return self._fail(
+                        400, "bad_request", "Content-Length and Transfer-Encoding together"
+                    )
+                if b"#" in event.target:
+                    return self._fail(
+                        400, "bad_request", "'#' in a request target: percent-encode it as %23"
+                    )
                 length = _content_length(event.headers)
                 if length is not None and length > self.max_body:
                     return self._fail(413, "body_too_large", f"the limit is {self.max_body} bytes")
@@ -465,8 +477,19 @@ def route(request: Request) -> Operation | Response:
         return error_response(400, "bad_key", detail="empty key")
     if len(key.encode()) > MAX_KEY_BYTES:
         return error_response(400, "bad_key", detail=f"keys are at most {MAX_KEY_BYTES} bytes")
+    query = parse_qs(urlsplit(request.target).query, keep_blank_values=True)
+    allowed = {"consistency"} if request.method == "GET" else set()
+    unknown = sorted(set(query) - allowed)
+    if unknown or ("?" in request.target and not query):
+        # A key is the whole path: a '?' in one must be sent as %3F, or the
+        # rest would be silently dropped as a query string.
+        return error_response(
+            400,
+            "bad_key",
+            detail=f"unknown query {unknown or request.target.split('?', 1)[1]!r}: "
+            "percent-encode '?' in a key as %3F",
+        )
     if request.method == "GET":
-        query = parse_qs(urlsplit(request.target).query, keep_blank_values=True)
         consistency = query.get("consistency", ["linearizable"])[-1]
         if consistency not in CONSISTENCY:
             return error_response(
@@ -512,11 +535,17 @@ def check_address(addr: Any, what: str = "address") -> str:
     return addr
 
 
+#: Node ids are unsigned 64-bit integers on the wire.
+MAX_NODE_ID = (1 << 64) - 1
+
+
 def _node_id(value: Any, what: str = "id") -> int:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise _BadRequest(f"{what}: expected a positive integer node id, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_NODE_ID:
+        raise _BadRequest(
+            f"{what}: expected a node id from 1 to {MAX_NODE_ID}, got {reprlib.repr(value)}"
+        )
     return value
 
 
@@ -561,6 +590,8 @@ def _json_object(request: Request) -> dict[str, Any]:
         body = json.loads(request.body or b"{}")
     except ValueError as e:
         raise _BadRequest(f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise _BadRequest("the body nests too deeply") from None
     if not isinstance(body, dict):
         raise _BadRequest("the body must be a JSON object")
     return body

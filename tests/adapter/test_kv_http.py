@@ -106,6 +106,27 @@ def test_a_request_comes_out_whole_and_keep_alive_works() -> None:
     assert conn.requests == 2
 
 
+@pytest.mark.parametrize(
+    ("head", "problem"),
+    [
+        (
+            b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            "Content-Length and Transfer-Encoding together",
+        ),
+        (b"GET /kv/a#b HTTP/1.1\r\nHost: x\r\n\r\n", "percent-encode it as %23"),
+    ],
+)
+def test_ambiguous_requests_are_refused_and_the_connection_closed(
+    head: bytes, problem: str
+) -> None:
+    conn = ServerConnection()
+    r = feed(conn, head)
+    assert isinstance(r, Response) and r.status == 400, r
+    assert problem in r.json_body()["detail"]
+    assert conn.closing
+
+
 def test_pipelined_requests_are_served_one_at_a_time() -> None:
     conn = ServerConnection()
     conn.receive_data(b"GET /kv/a HTTP/1.1\r\nHost: x\r\n\r\nGET /kv/b HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -249,7 +270,16 @@ def req(method: str, target: str, body: bytes = b"") -> Request:
 def test_routes() -> None:
     assert route(req("GET", "/status")) == Status()
     assert route(req("GET", "/kv/a")) == Get("a")
-    assert route(req("GET", "/kv/a%2Fb?x=1")) == Get("a/b")
+    assert route(req("GET", "/kv/a%2Fb?consistency=stale")) == Get("a/b", "stale")
+    assert route(req("GET", "/kv/a%3Fx%3D1")) == Get("a?x=1")  # '?' in a key: %3F
+    # An unknown query is refused, not dropped: the client meant a key with '?'.
+    for r in (
+        route(req("GET", "/kv/a%2Fb?x=1")),
+        route(req("PUT", "/kv/a?x=1", b"v")),
+        route(req("DELETE", "/kv/a?")),
+    ):
+        assert isinstance(r, Response) and r.status == 400, r
+        assert r.json_body()["error"] == "bad_key" and "%3F" in r.json_body()["detail"]
     assert route(req("DELETE", "/kv/a")) == Delete("a")
     assert route(req("PUT", "/kv/a", b"v")) == Put("a", "v")
     assert route(req("PUT", "/kv/a", b"")) == Put("a", "")
@@ -748,6 +778,10 @@ def test_membership_routes() -> None:
         (post("/cluster/leader", {"to": 0}), 400, "bad_request"),
         (post("/cluster/leader", {"node": 2}), 400, "bad_request"),
         (req("GET", "/cluster/leader"), 405, "method_not_allowed"),
+        (post("/cluster/voters", {"ids": [2**70]}), 400, "bad_request"),
+        (post("/cluster/leader", {"to": 2**64}), 400, "bad_request"),
+        (req("DELETE", "/cluster/voters/" + "9" * 30), 400, "bad_request"),
+        (post("/cluster/voters", b"[" * 100_000 + b"]" * 100_000), 400, "bad_request"),
         (req("GET", "/cluster/learners"), 405, "method_not_allowed"),
         (req("GET", "/cluster/voters/2"), 405, "method_not_allowed"),
         (req("POST", "/cluster"), 405, "method_not_allowed"),
