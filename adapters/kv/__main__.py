@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
     serve.add_argument("--tls-ca", metavar="FILE", help="the cluster CA's certificate (PEM)")
     serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="HTTP connections served at once; more are answered 503 and closed (default 256)",
+    )
+    serve.add_argument(
         "--api-token-file",
         metavar="FILE",
         help="require 'Authorization: Bearer TOKEN' on every HTTP request; FILE holds one "
@@ -249,6 +256,12 @@ def _count(text: str) -> int:
     return n
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -303,6 +316,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_ca=args.tls_ca,
         insecure=args.insecure,
         api_tokens=None if args.api_token_file is None else ApiTokens.load(args.api_token_file),
+        max_connections=args.max_connections,
     )
     return serve(opts)
 

@@ -275,6 +275,18 @@ class ServerConnection:
         self.closing = True
         return error_response(status, error, detail=detail)
 
+    @property
+    def mid_request(self) -> bool:
+        """Has part of a request arrived (its head or body is incomplete)?"""
+        h = self._h11
+        return h.their_state is h11.SEND_BODY or (
+            h.their_state is h11.IDLE and bool(h.trailing_data[0])
+        )
+
+    def timed_out(self, seconds: float) -> Response:
+        """The answer to a request not complete within ``seconds`` (then close)."""
+        return self._fail(408, "request_timeout", f"the request took over {seconds:g}s to arrive")
+
 
 def _content_length(headers: Any) -> int | None:
     for k, v in headers:
@@ -286,26 +298,53 @@ def _content_length(headers: Any) -> int | None:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+#: Close a connection idle this long between requests (seconds).
+IDLE_TIMEOUT = 60.0
+#: A request must arrive whole (head and body) this long after its first byte.
+REQUEST_TIMEOUT = 10.0
+
+
 async def serve_connection(
-    recv: Callable[[], Awaitable[bytes]],
+    recv: Callable[[float], Awaitable[bytes]],
     send: Callable[[bytes], Awaitable[None]],
     handler: Handler,
     conn: ServerConnection | None = None,
+    *,
+    now: Callable[[], float],
+    idle_timeout: float = IDLE_TIMEOUT,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> None:
     """Serve one connection until either side closes it.
 
-    ``recv`` returns the next bytes (``b""`` at end of stream, or on an idle
-    timeout); ``send`` writes all of its bytes. A handler that raises gets the
-    client a 500; the connection stays usable.
+    ``recv(timeout)`` returns the next bytes (``b""`` at end of stream, or
+    when ``timeout`` seconds pass); ``send`` writes all of its bytes. Between
+    requests the connection may idle for ``idle_timeout``; a request must
+    arrive whole within ``request_timeout`` of its first byte, or it is
+    answered ``408`` and the connection closed (a slow client cannot hold a
+    connection open). A handler that raises gets the client a 500; the
+    connection stays usable.
     """
     conn = conn if conn is not None else ServerConnection()
+    started: float | None = None
     while True:
         event = conn.next_event()
         if event is NEED_DATA:
             out = conn.data_to_send()
             if out:
                 await send(out)
-            conn.receive_data(await recv())
+            if not conn.mid_request:
+                started = None
+                conn.receive_data(await recv(idle_timeout))
+                continue
+            if started is None:
+                started = now()
+            left = started + request_timeout - now()
+            data = await recv(left) if left > 0 else b""
+            if not data and now() - started >= request_timeout:
+                conn.respond(conn.timed_out(request_timeout))
+                await send(conn.data_to_send())
+                return
+            conn.receive_data(data)
         elif isinstance(event, _Signal):  # CLOSED
             return
         else:

@@ -58,6 +58,7 @@ import re
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,6 +70,7 @@ from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unrea
 from raftcore.adapters.kv.auth import ApiTokens
 from raftcore.adapters.kv.client import NodeAddress, default_http
 from raftcore.adapters.kv.http import (
+    IDLE_TIMEOUT,
     AddLearner,
     ClusterInfo,
     Delete,
@@ -128,8 +130,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftcore.adapters.kv.server")
 
 RUNTIMES = ("asyncio", "trio")
-#: How long an idle keep-alive HTTP connection stays open.
-IDLE_TIMEOUT = 60.0
+#: HTTP connections served at once; more are answered 503 and closed.
+MAX_CONNECTIONS = 256
 DB_NAME = "raft.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 
@@ -660,23 +662,76 @@ async def log_leadership(node: KvNode, stats: LeadershipStats | None = None) -> 
 # -- socket loops ------------------------------------------------------------------------------
 
 
+class ConnectionLimit:
+    """At most ``limit`` HTTP connections at once; a refusal is logged at most
+    every ``log_every`` seconds (with how many since)."""
+
+    def __init__(self, limit: int = MAX_CONNECTIONS, log_every: float = 10.0) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+        self._log_every = log_every
+        self._logged_at = -log_every
+        self._unlogged = 0
+
+    def admit(self) -> bool:
+        if self.open < self.limit:
+            self.open += 1
+            return True
+        self.refused += 1
+        self._unlogged += 1
+        t = time.monotonic()
+        if t - self._logged_at >= self._log_every:
+            log.warning(
+                "refused %d HTTP connection(s): %d open, the limit", self._unlogged, self.open
+            )
+            self._logged_at, self._unlogged = t, 0
+        return False
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+#: What a connection over the limit gets before it is closed.
+_BUSY_BODY = b'{"error":"too_many_connections","detail":"retry shortly"}\n'
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
 async def serve_http_asyncio(
-    handler: Handler, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
+    limit: ConnectionLimit | None = None,
 ) -> asyncio.Server:
     """Listen on ``host:port``; each connection runs ``serve_connection``.
 
     Close the returned server, then cancel its connections with ``close_clients``.
     """
     tasks: set[asyncio.Task[Any]] = set()
+    limit = limit if limit is not None else ConnectionLimit()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not limit.admit():
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                writer.write(BUSY)
+                await writer.drain()
+                # Read what the client sent, briefly: closing with unread
+                # input resets the connection, and the 503 could be lost.
+                await asyncio.wait_for(reader.read(65536), 0.1)
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             tasks.add(task)
 
-        async def recv() -> bytes:
+        async def recv(timeout: float) -> bytes:
             try:
-                return await asyncio.wait_for(reader.read(65536), idle_timeout)
+                return await asyncio.wait_for(reader.read(65536), timeout)
             except (TimeoutError, ConnectionError):
                 return b""
 
@@ -685,12 +740,15 @@ async def serve_http_asyncio(
             await writer.drain()
 
         try:
-            await serve_connection(recv, send, handler)
+            await serve_connection(
+                recv, send, handler, now=time.monotonic, idle_timeout=idle_timeout
+            )
         except (ConnectionError, asyncio.CancelledError):
             # Cancelled by close_http_asyncio: end the task normally, or
             # asyncio's stream callback logs the CancelledError as an error.
             pass
         finally:
+            limit.release()
             writer.close()
             if task is not None:
                 tasks.discard(task)
@@ -722,14 +780,27 @@ async def serve_http_trio(
     port: int,
     *,
     idle_timeout: float = IDLE_TIMEOUT,
+    limit: ConnectionLimit | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]],
 ) -> None:
     """Listen on ``host:port`` until cancelled (use with ``nursery.start``)."""
     import trio
 
+    limit = limit if limit is not None else ConnectionLimit()
+
     async def on_connection(stream: trio.SocketStream) -> None:
-        async def recv() -> bytes:
-            with trio.move_on_after(idle_timeout):
+        if not limit.admit():
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(BUSY)
+                # Read what the client sent, briefly: closing with unread
+                # input resets the connection, and the 503 could be lost.
+                with trio.move_on_after(0.1):
+                    await stream.receive_some(65536)
+            await trio.aclose_forcefully(stream)
+            return
+
+        async def recv(timeout: float) -> bytes:
+            with trio.move_on_after(timeout):
                 try:
                     return bytes(await stream.receive_some(65536))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -740,10 +811,13 @@ async def serve_http_trio(
             await stream.send_all(data)
 
         try:
-            await serve_connection(recv, send, handler)
+            await serve_connection(
+                recv, send, handler, now=time.monotonic, idle_timeout=idle_timeout
+            )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            limit.release()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
@@ -786,6 +860,8 @@ class ServeOptions:
     insecure: bool = False
     #: Bearer tokens for the HTTP API (``serve --api-token-file``).
     api_tokens: ApiTokens | None = None
+    #: HTTP connections served at once (``serve --max-connections``).
+    max_connections: int = MAX_CONNECTIONS
 
     def peer_tls(self) -> dict[str, Any]:
         """The transport's TLS and plaintext options; ``ValueError`` (one
@@ -963,7 +1039,8 @@ async def serve_asyncio(opts: ServeOptions) -> None:
         await _start(node, opts, fresh)
         host, port = split_hostport(opts.http_listen)
         api = _api(node, sm, opts)
-        server = await serve_http_asyncio(api.handle, host, port)
+        limit = ConnectionLimit(opts.max_connections)
+        server = await serve_http_asyncio(api.handle, host, port, limit=limit)
         watcher = asyncio.create_task(log_leadership(node, api.leadership))
         log.info("serving: raft %s, http %s (asyncio)", opts.raft_listen, opts.http_listen)
         await stop.wait()
@@ -1000,7 +1077,10 @@ async def serve_trio(opts: ServeOptions) -> None:
             async with trio.open_nursery() as nursery:
                 api = _api(node, sm, opts)
                 handler = api.handle
-                await nursery.start(functools.partial(serve_http_trio, handler, host, port))
+                limit = ConnectionLimit(opts.max_connections)
+                await nursery.start(
+                    functools.partial(serve_http_trio, handler, host, port, limit=limit)
+                )
                 nursery.start_soon(log_leadership, node, api.leadership)
                 log.info("serving: raft %s, http %s (trio)", opts.raft_listen, opts.http_listen)
                 async for _ in signals:

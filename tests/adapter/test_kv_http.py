@@ -317,12 +317,27 @@ def test_not_leader_response() -> None:
 # -- serve_connection over fake streams ---------------------------------------------------------
 
 
-def run_connection(chunks: list[bytes], handler: Callable[[Request], Any]) -> bytes:
+def run_connection(
+    chunks: list[bytes | tuple[float, bytes]], handler: Callable[[Request], Any]
+) -> bytes:
+    """Serve ``chunks`` on virtual time: a ``(delay, data)`` chunk arrives
+    ``delay`` seconds after the previous one (a plain one at once); a read
+    whose timeout passes first returns nothing, and the clock moves on."""
     sent = bytearray()
-    pending = list(chunks)
+    pending = [c if isinstance(c, tuple) else (0.0, c) for c in chunks]
+    clock = [0.0]
 
-    async def recv() -> bytes:
-        return pending.pop(0) if pending else b""
+    async def recv(timeout: float) -> bytes:
+        if not pending:
+            return b""
+        delay, data = pending[0]
+        if delay > timeout:
+            clock[0] += timeout
+            pending[0] = (delay - timeout, data)
+            return b""
+        clock[0] += delay
+        pending.pop(0)
+        return data
 
     async def send(data: bytes) -> None:
         sent.extend(data)
@@ -331,8 +346,30 @@ def run_connection(chunks: list[bytes], handler: Callable[[Request], Any]) -> by
         result: Response = handler(request)
         return result
 
-    asyncio.run(serve_connection(recv, send, handle))
+    asyncio.run(serve_connection(recv, send, handle, now=lambda: clock[0]))
     return bytes(sent)
+
+
+def test_a_slow_request_is_answered_408_and_the_connection_closed() -> None:
+    """A client trickling a request (a byte every few seconds) cannot hold a
+    connection: the whole request must arrive within REQUEST_TIMEOUT."""
+    head: list[bytes | tuple[float, bytes]] = [
+        b"GET /a HTTP/1.1\r\n",
+        (6.0, b"Host: x\r\n"),
+        (6.0, b"\r\n"),
+    ]
+    out = run_connection(head, lambda r: Response.json(200, {}))
+    r = parse_response(out)
+    assert (r.status, r.json_body()["error"]) == (408, "request_timeout")
+    # Within the limit it is served; an idle connection between requests
+    # just closes after the idle timeout, without an answer.
+    ok: list[bytes | tuple[float, bytes]] = [
+        b"GET /a HTTP/1.1\r\n",
+        (4.0, b"Host: x\r\n"),
+        (4.0, b"\r\n"),
+    ]
+    assert parse_response(run_connection(ok, lambda r: Response.json(200, {}))).status == 200
+    assert run_connection([(61.0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")], print) == b""
 
 
 def test_serve_connection_answers_each_request_and_survives_a_failing_handler() -> None:
