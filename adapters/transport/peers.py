@@ -254,6 +254,10 @@ class TransportCore:
         #: Plaintext beyond loopback is refused (``require_tls`` without TLS).
         self.loopback_only = require_tls and not tls
         self._overflow_logged = -OVERFLOW_LOG_INTERVAL
+        #: Per kind of refused connection: when it was last logged as a
+        #: WARNING, and how many were logged at DEBUG only since.
+        self._reject_logged: dict[str, float] = {}
+        self._reject_quiet: dict[str, int] = {}
         self.log = transport_logger(node_id)
         self.counters = new_counters()
         self.peers: dict[NodeId, PeerQueue] = {}
@@ -457,16 +461,31 @@ class TransportCore:
         if isinstance(exc, RemoteProtocolError):
             self.counters["rejects"] += 1
             reason = reject_reason(exc, node_id is not None)
-            self.log.warning("closing connection from %s: %s: %s", who, reason, exc)
+            self._log_reject(reason, "closing connection from %s: %s: %s", who, reason, exc)
         elif node_id is None:  # the network or TLS failed before a valid Hello
             self.counters["rejects"] += 1
             if timed_out:
                 reason, detail = "handshake-timeout", f"no Hello within {self.handshake_timeout} s"
             else:
                 reason, detail = "handshake-failed", describe_error(exc)
-            self.log.warning("closing connection from %s: %s: %s", who, reason, detail)
+            self._log_reject(reason, "closing connection from %s: %s: %s", who, reason, detail)
         else:
             self.log.info("connection from %s lost: %s", who, describe_error(exc))
+
+    def _log_reject(self, reason: str, msg: str, *args: Any) -> None:
+        """A WARNING per kind of refusal at most every ``OVERFLOW_LOG_INTERVAL``
+        seconds (saying how many were only logged at DEBUG since): a flood of
+        bad connections cannot flood the log."""
+        now = time.monotonic()
+        if now - self._reject_logged.get(reason, -OVERFLOW_LOG_INTERVAL) < OVERFLOW_LOG_INTERVAL:
+            self._reject_quiet[reason] = self._reject_quiet.get(reason, 0) + 1
+            self.log.debug(msg, *args)
+            return
+        self._reject_logged[reason] = now
+        quiet = self._reject_quiet.pop(reason, 0)
+        if quiet:
+            msg += f" ({quiet} more {reason} since the last warning)"
+        self.log.warning(msg, *args)
 
     # -- stats
 

@@ -757,6 +757,26 @@ def test_tcp_bad_input_closes_only_that_connection(
     env.run(scenario)
 
 
+@envs
+def test_a_flood_of_refused_connections_logs_one_warning_per_kind(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "raftcore.transport")
+
+    async def scenario(env: Env) -> None:
+        _, _, b, _ = await env.pair()
+        for _ in range(5):
+            await env.to_thread(raw_client, b.listen_address, *BAD_INPUTS["other-cluster"])
+        await env.to_thread(raw_client, b.listen_address, *BAD_INPUTS["garbage-hello"])
+        await env.wait_until(lambda: b.stats()["rejects"] == 6)
+        closing = [r for r in caplog.records if "closing connection" in r.getMessage()]
+        warned = [r.getMessage() for r in closing if r.levelno == logging.WARNING]
+        assert len(closing) == 6 and len(warned) == 2, warned  # one per kind
+        assert ": other-cluster: " in warned[0]
+
+    env.run(scenario)
+
+
 def _connect_and_handshake(address: str, node: int) -> socket.socket:
     sock = socket.create_connection(parse_address(address), timeout=WAIT)
     sock.sendall(hello_frame(node=node))
