@@ -422,8 +422,16 @@ def change_text(command: str, args: argparse.Namespace, answer: dict[str, Any]) 
 
 
 async def _statuses(client: KvClient, timeout: float) -> dict[str, Any]:
-    """Every node's status: the spec's nodes, then members the spec does not list."""
+    """Every node's status: the spec's nodes, then the leader if the spec
+    does not list it (a follower names it), then the members the leader's
+    membership lists and the spec does not."""
     statuses: dict[str, Any] = await client.statuses(timeout=timeout)
+    up = [s for s in statuses.values() if isinstance(s, dict)]
+    if not any(s["role"] == "leader" for s in up):
+        named = {s["leader_http"] for s in up if s.get("leader_http")} - set(statuses)
+        if named:
+            client.add_addresses(sorted(named))
+            statuses = await client.statuses(timeout=timeout)
     for s in list(statuses.values()):
         if isinstance(s, dict) and s["role"] == "leader" and s.get("membership"):
             missing = [a for a in s["membership"]["http"].values() if a and a not in statuses]

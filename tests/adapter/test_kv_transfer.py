@@ -88,6 +88,19 @@ async def scenario(cluster: LocalCluster) -> None:
         old_http = cluster.http_addrs[leader["node_id"]]
         r = await client.pool.request(old_http, "GET", "/metrics", timeout=5.0)
         assert "raftcore_leader_changes_total 2.0" in r.body.decode().splitlines()
+        # `status` with a spec naming one follower only still finds the leader
+        # (the follower names it) and, through its membership, everyone.
+        follower = next(n for n in cluster.nodes if n != target)
+        a = cluster.nodes[follower].address
+        partial = subprocess.run(
+            [sys.executable, "-m", "raftcore.adapters.kv", "status", "--cluster",
+             f"{follower}={a.raft}/{a.http}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert partial.returncode == 0, partial.stderr
+        rows = [line.split() for line in partial.stdout.splitlines()[1:4]]
+        assert sorted(int(r[0]) for r in rows) == [1, 2, 3], partial.stdout
+        assert [int(r[0]) for r in rows if r[2] == "leader"] == [target], partial.stdout
         # Without --to: the most up-to-date other voter.
         again = await asyncio.to_thread(kv_command, cluster, "transfer-leader", "--json")
         assert again.returncode == 0, again.stderr
