@@ -24,7 +24,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck unit unit-compiled
+test: lint typecheck docs unit unit-compiled
+
+# The docs site (mkdocs.yml) in strict mode: a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest fuzz -x -p no:cacheprovider
