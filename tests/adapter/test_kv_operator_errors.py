@@ -132,3 +132,31 @@ def test_trio_missing(tmp_path: Path) -> None:
     assert one_line(done) == (
         "serve: --runtime trio needs trio, which is not installed: pip install 'raftcore[trio]'"
     )
+
+
+def test_the_asyncio_service_runs_without_trio(tmp_path: Path) -> None:
+    """``pip install raftcore`` without the trio extra runs the service."""
+    import os
+    import signal
+    import time
+
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "trio.py").write_text("raise ImportError('No module named trio (test shim)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *sys.path])}
+    (port,) = free_ports(1)
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raftcore.adapters.kv", "serve", "--id", "1", "--cluster",
+             f"1=127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"), "--init"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while "now leader" not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()
