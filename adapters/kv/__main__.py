@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env_cluster = os.environ.get("RAFTCORE_CLUSTER") or None
     sub = parser.add_subparsers(dest="command", required=True)
+    ca_help = (
+        "talk HTTPS to nodes serving --api-tls-cert, checking them with this CA "
+        "(default: $RAFTCORE_API_CA)"
+    )
     token_help = (
         "send the first token of this file (the nodes' --api-token-file format); "
         "default: $RAFTCORE_API_TOKEN"
@@ -124,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
     serve.add_argument("--tls-ca", metavar="FILE", help="the cluster CA's certificate (PEM)")
+    serve.add_argument(
+        "--api-tls-cert",
+        metavar="FILE",
+        help="serve the HTTP API over HTTPS with this certificate (it may be the node's "
+        "--tls-cert); clients then need --api-ca",
+    )
+    serve.add_argument("--api-tls-key", metavar="FILE", help="the HTTPS certificate's key")
     serve.add_argument(
         "--max-connections",
         type=_positive_int,
@@ -193,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--timeout", type=_seconds, default=10.0, help="give up after this long (seconds)"
         )
         p.add_argument("--api-token-file", metavar="FILE", help=token_help)
+        p.add_argument("--api-ca", metavar="FILE", help=ca_help)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -243,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         p.add_argument("--api-token-file", metavar="FILE", help=token_help)
+        p.add_argument("--api-ca", metavar="FILE", help=ca_help)
     return parser
 
 
@@ -317,6 +331,8 @@ def _serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         api_tokens=None if args.api_token_file is None else ApiTokens.load(args.api_token_file),
         max_connections=args.max_connections,
+        api_tls_cert=args.api_tls_cert,
+        api_tls_key=args.api_tls_key,
     )
     return serve(opts)
 
@@ -444,7 +460,10 @@ async def _statuses(client: KvClient, timeout: float) -> dict[str, Any]:
 
 async def _client(args: argparse.Namespace) -> int:
     token = _client_token(args)
-    async with KvClient.for_cluster(args.cluster, deadline=args.timeout, token=token) as client:
+    tls = _client_tls(args)
+    async with KvClient.for_cluster(
+        args.cluster, deadline=args.timeout, token=token, tls=tls
+    ) as client:
         if args.command in ("add-node", "promote", "remove-node"):
             if args.command == "add-node":
                 answer = await client.add_learner(
@@ -515,6 +534,18 @@ def _client_token(args: argparse.Namespace) -> str | None:
     from raftcore.adapters.kv.auth import ApiTokens
 
     return ApiTokens.load(path).tokens[0][0]
+
+
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """HTTPS with ``--api-ca`` (else ``$RAFTCORE_API_CA``): the CA that signed
+    the nodes' API certificates; ``ValueError`` if it cannot be loaded."""
+    path = getattr(args, "api_ca", None) or os.environ.get("RAFTCORE_API_CA") or None
+    if path is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"--api-ca: cannot load {path}: {e}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

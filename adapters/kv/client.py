@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -144,10 +145,14 @@ async def _exchange(
 class HttpPool:
     """Keep-alive connections per address (one request per connection at a time)."""
 
-    def __init__(self, max_idle: int = 8, headers: Headers = ()) -> None:
+    def __init__(
+        self, max_idle: int = 8, headers: Headers = (), tls: ssl.SSLContext | None = None
+    ) -> None:
         self.max_idle = max_idle
         #: Sent with every request (e.g. ``authorization``).
         self.headers = headers
+        #: HTTPS: the context that checks the nodes' certificates.
+        self.tls = tls
         self._idle: dict[str, list[_Conn]] = {}
 
     async def request(
@@ -175,7 +180,12 @@ class HttpPool:
                 self._release(conn)
                 return response
             host, port = split_hostport(addr)
-            reader, writer = await asyncio.open_connection(host, port)
+            if self.tls is not None:
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=self.tls, server_hostname=host
+                )
+            else:
+                reader, writer = await asyncio.open_connection(host, port)
             conn = _Conn(addr, reader, writer)
             try:
                 response = await _exchange(conn, method, target, body, self.headers)
@@ -239,8 +249,10 @@ class KvClient:
         deadline: float = 10.0,
         request_timeout: float = 3.0,
         token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``token``: the bearer token of a node started with ``--api-token-file``."""
+        """``token``: the bearer token of a node started with ``--api-token-file``;
+        ``tls``: talk HTTPS, checking the nodes' certificates with this context."""
         addrs = list(http_addrs.values()) if isinstance(http_addrs, Mapping) else list(http_addrs)
         if not addrs:
             raise ValueError("KvClient needs at least one address")
@@ -248,7 +260,9 @@ class KvClient:
         self.deadline = deadline
         self.request_timeout = request_timeout
         self.leader_http: str | None = None
-        self.pool = HttpPool(headers=(("authorization", f"Bearer {token}"),) if token else ())
+        self.pool = HttpPool(
+            headers=(("authorization", f"Bearer {token}"),) if token else (), tls=tls
+        )
         #: Attempts that did not end the request (redirects, retries), for reports.
         self.retries = 0
 

@@ -730,7 +730,10 @@ def _cluster_route(
 
 
 def not_leader_response(
-    leader_id: int | None, leader_http: str | None, target: str | None = None
+    leader_id: int | None,
+    leader_http: str | None,
+    target: str | None = None,
+    scheme: str = "http",
 ) -> Response:
     """Where to send a request this node cannot serve.
 
@@ -742,7 +745,7 @@ def not_leader_response(
         return error_response(503, "no_leader", leader_id=leader_id, leader_http=None)
     headers: Headers = ()
     if target is not None:
-        headers = (("location", f"http://{leader_http}{target}"),)
+        headers = (("location", f"{scheme}://{leader_http}{target}"),)
     return error_response(307, "not_leader", headers, leader_id=leader_id, leader_http=leader_http)
 
 

@@ -217,7 +217,10 @@ class KvApi:
         catch_up_timeout: float = 30.0,
         tokens: ApiTokens | None = None,
         leadership: LeadershipStats | None = None,
+        scheme: str = "http",
     ) -> None:
+        #: ``https`` when the API is served over TLS (redirects say so).
+        self.scheme = scheme
         #: Bearer tokens every request must carry (``None``: no authentication).
         self.tokens = tokens
         #: Leader changes and elections seen (kept by ``log_leadership``).
@@ -298,7 +301,9 @@ class KvApi:
     def _not_leader(self, leader_id: int | None, leader_info: Any, target: str) -> Response:
         if leader_id == self.node_id:  # a leader that is not ready yet, or stepping down
             return error_response(503, "no_leader", leader_id=None, leader_http=None)
-        return not_leader_response(leader_id, self.leader_http(leader_id, leader_info), target)
+        return not_leader_response(
+            leader_id, self.leader_http(leader_id, leader_info), target, self.scheme
+        )
 
     def _client_error(self, e: ClientError, target: str) -> Response:
         """The response for a node call that ended in a typed error (see the table above)."""
@@ -707,6 +712,7 @@ async def serve_http_asyncio(
     *,
     idle_timeout: float = IDLE_TIMEOUT,
     limit: ConnectionLimit | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Listen on ``host:port``; each connection runs ``serve_connection``.
 
@@ -754,7 +760,9 @@ async def serve_http_asyncio(
                 tasks.discard(task)
 
     try:
-        server = await asyncio.start_server(on_connection, host, port, reuse_address=True)
+        server = await asyncio.start_server(
+            on_connection, host, port, reuse_address=True, ssl=tls, ssl_handshake_timeout=10.0
+        )
     except OSError as e:
         raise OSError(
             e.errno, f"cannot listen on {join_hostport(host, port)}: {_cause(e)}"
@@ -781,6 +789,7 @@ async def serve_http_trio(
     *,
     idle_timeout: float = IDLE_TIMEOUT,
     limit: ConnectionLimit | None = None,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]],
 ) -> None:
     """Listen on ``host:port`` until cancelled (use with ``nursery.start``)."""
@@ -788,7 +797,15 @@ async def serve_http_trio(
 
     limit = limit if limit is not None else ConnectionLimit()
 
-    async def on_connection(stream: trio.SocketStream) -> None:
+    async def on_connection(stream: Any) -> None:
+        if tls is not None:
+            stream = trio.SSLStream(stream, tls, server_side=True)
+            try:
+                with trio.fail_after(10.0):
+                    await stream.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.aclose_forcefully(stream)
+                return
         if not limit.admit():
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stream.send_all(BUSY)
@@ -862,6 +879,29 @@ class ServeOptions:
     api_tokens: ApiTokens | None = None
     #: HTTP connections served at once (``serve --max-connections``).
     max_connections: int = MAX_CONNECTIONS
+    #: Serve the HTTP API over TLS with this certificate and key.
+    api_tls_cert: str | None = None
+    api_tls_key: str | None = None
+
+    def api_tls(self) -> ssl.SSLContext | None:
+        """The HTTP API's TLS context (``None``: plain HTTP); ``ValueError``
+        (one line) for a partial or unusable configuration."""
+        if self.api_tls_cert is None and self.api_tls_key is None:
+            return None
+        if self.api_tls_cert is None or self.api_tls_key is None:
+            raise ValueError("--api-tls-cert and --api-tls-key go together: give both")
+        for flag, path in (
+            ("--api-tls-cert", self.api_tls_cert),
+            ("--api-tls-key", self.api_tls_key),
+        ):
+            if not os.path.isfile(path):
+                raise ValueError(f"{flag}: {path}: no such file")
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.api_tls_cert, self.api_tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"API TLS: cannot load the certificate or key: {e}") from None
+        return ctx
 
     def peer_tls(self) -> dict[str, Any]:
         """The transport's TLS and plaintext options; ``ValueError`` (one
@@ -1010,6 +1050,7 @@ def _api(node: Any, sm: KVStateMachine, opts: ServeOptions) -> KvApi:
         runtime=opts.runtime,
         write_timeout=opts.write_timeout,
         tokens=opts.api_tokens,
+        scheme="https" if opts.api_tls_cert else "http",
     )
 
 
@@ -1020,6 +1061,7 @@ async def serve_asyncio(opts: ServeOptions) -> None:
 
     # The transport first: a refused address or TLS setup stops the node
     # before it opens (and locks) its store.
+    api_tls = opts.api_tls()
     transport = AsyncioTcpTransport(
         opts.node_id,
         opts.cluster_id,
@@ -1040,7 +1082,7 @@ async def serve_asyncio(opts: ServeOptions) -> None:
         host, port = split_hostport(opts.http_listen)
         api = _api(node, sm, opts)
         limit = ConnectionLimit(opts.max_connections)
-        server = await serve_http_asyncio(api.handle, host, port, limit=limit)
+        server = await serve_http_asyncio(api.handle, host, port, limit=limit, tls=api_tls)
         watcher = asyncio.create_task(log_leadership(node, api.leadership))
         log.info("serving: raft %s, http %s (asyncio)", opts.raft_listen, opts.http_listen)
         await stop.wait()
@@ -1059,6 +1101,7 @@ async def serve_trio(opts: ServeOptions) -> None:
 
     # The transport first: a refused address or TLS setup stops the node
     # before it opens (and locks) its store.
+    api_tls = opts.api_tls()
     transport = TrioTcpTransport(
         opts.node_id,
         opts.cluster_id,
@@ -1079,7 +1122,9 @@ async def serve_trio(opts: ServeOptions) -> None:
                 handler = api.handle
                 limit = ConnectionLimit(opts.max_connections)
                 await nursery.start(
-                    functools.partial(serve_http_trio, handler, host, port, limit=limit)
+                    functools.partial(
+                        serve_http_trio, handler, host, port, limit=limit, tls=api_tls
+                    )
                 )
                 nursery.start_soon(log_leadership, node, api.leadership)
                 log.info("serving: raft %s, http %s (trio)", opts.raft_listen, opts.http_listen)

@@ -23,7 +23,7 @@ import pytest
 from certs import make_certs
 
 from raftcore.adapters.kv.client import wait_for_leader
-from raftcore.adapters.kv.http import split_hostport
+from raftcore.adapters.kv.http import HttpError, split_hostport
 from raftcore.adapters.kv.testing import LocalCluster, wait_status
 from raftcore.adapters.transport.frames import encode_frame
 from raftcore.codec import Hello, encode_hello, encode_message
@@ -63,18 +63,23 @@ RW, RO = "rw-0123456789abcdef", "ro-0123456789abcdef"
 
 async def scenario(cluster: LocalCluster, certs: dict[str, Path]) -> None:
     cluster.start_all()
-    async with cluster.client(deadline=20.0, request_timeout=5.0, token=RW) as client:
+    https = ssl.create_default_context(cafile=certs["ca"])
+    async with cluster.client(deadline=20.0, request_timeout=5.0, token=RW, tls=https) as client:
         await wait_for_leader(client, timeout=15.0)
         for i in range(20):
             await client.put(f"k{i}", f"v{i}")
         addr = cluster.http_addrs[1]
-        async with cluster.client(request_timeout=5.0) as anonymous:
+        async with cluster.client(request_timeout=5.0, tls=https) as anonymous:
             r = await anonymous.pool.request(addr, "GET", "/kv/k1", timeout=5.0)
             assert (r.status, r.json_body()["error"]) == (401, "unauthorized")
-        async with cluster.client(request_timeout=5.0, token=RO) as reader:
+        async with cluster.client(request_timeout=5.0, token=RO, tls=https) as reader:
             assert await reader.get("k1") == "v1"
             r = await reader.pool.request(addr, "PUT", "/kv/k1", b"x", timeout=5.0)
             assert (r.status, r.json_body()["error"]) == (403, "forbidden")
+        # The API is HTTPS only: a plain HTTP client gets no answer.
+        async with cluster.client(request_timeout=2.0, token=RW) as plain:
+            with pytest.raises((OSError, HttpError, TimeoutError)):
+                await plain.pool.request(addr, "GET", "/kv/k1", timeout=2.0)
         target = cluster.nodes[2].address.raft
         ca_only = ssl.create_default_context(cafile=certs["ca"])
         node3 = ssl.create_default_context(cafile=certs["ca"])
@@ -96,7 +101,7 @@ async def scenario(cluster: LocalCluster, certs: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("runtime", ["asyncio", "trio"])
-def test_a_tls_cluster_with_tokens_serves_writes_and_refuses_forged_peers(
+def test_a_tls_cluster_with_https_and_tokens_serves_writes_and_refuses_forged_peers(
     runtime: str, tmp_path: Path
 ) -> None:
     certs = make_certs(tmp_path, (1, 2, 3))
@@ -109,6 +114,8 @@ def test_a_tls_cluster_with_tokens_serves_writes_and_refuses_forged_peers(
     tls += ["--tls-ca", str(certs["ca"])]
     (tmp_path / "tokens").write_text(f"{RW}\n{RO} ro\n")
     tls += ["--api-token-file", str(tmp_path / "tokens")]
+    tls += ["--api-tls-cert", str(tmp_path / "node{id}.crt")]
+    tls += ["--api-tls-key", str(tmp_path / "node{id}.key")]
     with LocalCluster(3, runtime=runtime, extra_args=tls) as cluster:
 
         async def run(c: LocalCluster) -> None:
