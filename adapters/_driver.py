@@ -32,10 +32,12 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 import attrs
 
+from raftcore.adapters._latency import new_latencies
 from raftcore.adapters._log import NodeLogger
 from raftcore.adapters.errors import ShuttingDown
 from raftcore.adapters.transport.identity import address_of
@@ -291,6 +293,8 @@ class Driver:
         self.waiters: dict[int, Resolve] = {}
         self.watchers: list[Watcher] = []
         self.stats = DriverStats()
+        #: Latency histograms (``raftcore.adapters._latency``).
+        self.latency = new_latencies()
         #: Run the store's / state machine's calls in a worker thread?
         self.offload_storage: bool = getattr(log_store, "blocking", True)
         self.offload_apply: bool = getattr(state_machine, "blocking", False) or (
@@ -340,7 +344,15 @@ class Driver:
 
     def submit(self, data: Any, resolve: Resolve) -> int:
         """Queue a client write; ``resolve`` is called with its outcome."""
-        return self._request(lambda rid: ClientWrite(rid, data), resolve)
+        start = perf_counter()
+        written = self.latency["write"]
+
+        def timed(result: Any, error: ClientError | None) -> None:
+            if error is None:
+                written.observe(perf_counter() - start)
+            resolve(result, error)
+
+        return self._request(lambda rid: ClientWrite(rid, data), timed)
 
     def submit_change(
         self, change: Change, retain: bool, expected: LogId | None, resolve: Resolve
@@ -637,6 +649,7 @@ async def storage_worker(
         batch, committed, cluster = d.take_storage()
         if not batch:
             continue
+        start = perf_counter()
         try:
             if d.offload_storage:
                 io_id = await offload(execute_storage, d.log_store, batch, committed, cluster)
@@ -646,6 +659,7 @@ async def storage_worker(
             d.storage_failed(e)
             wake()
             return
+        d.latency["storage_flush"].observe(perf_counter() - start)
         d.storage_done(io_id)
         wake()
 
@@ -662,6 +676,7 @@ async def apply_worker(
         work = d.take_apply()
         if not work:
             continue
+        start = perf_counter()
         try:
             if d.offload_apply:
                 applied = await offload(d.execute_apply, work)
@@ -671,5 +686,6 @@ async def apply_worker(
             d.apply_failed(e)
             wake()
             return
+        d.latency["apply"].observe(perf_counter() - start)
         d.apply_done(applied)
         wake()

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from raftcore.adapters._driver import Driver, Resolve, as_membership, peers_of
+from raftcore.adapters._latency import Histogram
 from raftcore.adapters._log import NodeLogger, node_logger
 from raftcore.adapters.errors import ClusterExists, ShuttingDown, Timeout, Unreachable
 from raftcore.adapters.storage.identity import new_incarnation
@@ -391,6 +392,11 @@ class NodeApi:
 
     def metrics(self) -> Metrics:
         return self._live().metrics()
+
+    def latency(self) -> dict[str, Histogram]:
+        """Latency histograms since start: ``write``, ``storage_flush`` and
+        ``apply`` (``raftcore.adapters._latency``)."""
+        return self._live().latency
 
     def replication(self) -> dict[NodeId, ReplicationStatus]:
         """Leader only (else empty): each follower's and learner's matched log

@@ -8,6 +8,8 @@ role, 1 for the current one), term, leader id, last log / committed / applied
 last acknowledgement. Counters: leader changes seen and elections won by
 this node since it started, snapshots built and installed, and the
 transport's frames, bytes, connections, reconnects and refusals.
+Histograms: write latency (as the client sees it), storage flush latency,
+and state machine apply latency.
 
 Why ``prometheus-client`` and not a hand-written exposition: it is the
 Prometheus project's own client, keeps the text format's escaping and
@@ -21,10 +23,21 @@ from typing import Any
 
 import attrs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from raftcore.state import Metrics, Role
+
+LATENCY_DOCS = {
+    "write": "a client write, from write() to its answer (replicated, committed, applied)",
+    "storage_flush": "a storage batch until durable",
+    "apply": "a batch of committed entries through the state machine",
+}
 
 #: Transport counters exported as ``raftcore_transport_<name>_total``.
 TRANSPORT_COUNTERS = (
@@ -119,6 +132,14 @@ class NodeCollector(Collector):
              m.snapshots_installed),
         ):  # fmt: skip
             yield CounterMetricFamily(f"raftcore_{name}", doc, value=float(value))
+        latency = getattr(self.node, "latency", None)
+        for name, h in (latency() if latency is not None else {}).items():
+            yield HistogramMetricFamily(
+                f"raftcore_{name}_latency_seconds",
+                LATENCY_DOCS.get(name, name),
+                buckets=h.cumulative(),
+                sum_value=h.sum,
+            )
         transport = self.node.transport.stats()
         for name in TRANSPORT_COUNTERS:
             if name in transport:

@@ -760,8 +760,11 @@ async def serve_http_asyncio(
                 tasks.discard(task)
 
     try:
+        tls_options: dict[str, Any] = {}
+        if tls is not None:
+            tls_options = {"ssl": tls, "ssl_handshake_timeout": 10.0}
         server = await asyncio.start_server(
-            on_connection, host, port, reuse_address=True, ssl=tls, ssl_handshake_timeout=10.0
+            on_connection, host, port, reuse_address=True, **tls_options
         )
     except OSError as e:
         raise OSError(

@@ -501,8 +501,12 @@ class FakeNode:
             raise self.change_errors.pop(0)
         return 2 if to is None else to
 
-    #: What ``/metrics`` reads of the transport.
+    #: What ``/metrics`` reads of the transport, and the latency histograms.
     transport: Any = attrs.Factory(lambda: FakeTransport())
+    histograms: dict[str, Any] = attrs.Factory(dict)
+
+    def latency(self) -> dict[str, Any]:
+        return self.histograms
 
     def replication(self) -> dict[int, ReplicationStatus]:
         m = self.metrics()
@@ -1454,3 +1458,21 @@ def test_health_needs_no_token_but_metrics_does(tmp_path: Path) -> None:
     assert call(node, req("GET", "/metrics"), tokens=tokens).status == 401
     authorized = Request("GET", "/metrics", (("authorization", f"Bearer {RO}"),))
     assert call(node, authorized, tokens=tokens).status == 200
+
+
+def test_latency_histograms_are_cumulative_prometheus_buckets() -> None:
+    from raftcore.adapters._latency import BUCKETS, Histogram
+
+    h = Histogram()
+    for seconds in (0.0001, 0.0005, 0.003, 0.2, 30.0):
+        h.observe(seconds)
+    buckets = dict(h.cumulative())
+    assert buckets["0.0005"] == 2.0  # le is inclusive
+    assert buckets["0.005"] == 3.0 and buckets["0.25"] == 4.0 and buckets["10.0"] == 4.0
+    assert buckets["+Inf"] == 5.0 == h.count and len(buckets) == len(BUCKETS) + 1
+    assert abs(h.sum - 30.2036) < 1e-9
+    node = leader_node()
+    node.histograms = {"write": h}
+    text = call(node, req("GET", "/metrics")).body.decode().splitlines()
+    assert 'raftcore_write_latency_seconds_bucket{le="0.005"} 3.0' in text
+    assert "raftcore_write_latency_seconds_count 5.0" in text

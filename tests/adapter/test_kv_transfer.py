@@ -85,6 +85,15 @@ async def scenario(cluster: LocalCluster) -> None:
         assert 'raftcore_role{role="leader"} 1.0' in lines
         assert "raftcore_elections_won_total 1.0" in lines
         assert "raftcore_transfer_in_progress 0.0" in lines
+        counts = {
+            line.split()[0]: float(line.split()[1])
+            for line in lines
+            if line.endswith(tuple("0123456789")) and "_latency_seconds_count" in line
+        }
+        # The writer's writes after the transfer went through the new leader.
+        assert counts["raftcore_write_latency_seconds_count"] > 0, counts
+        assert counts["raftcore_storage_flush_latency_seconds_count"] > 0, counts
+        assert counts["raftcore_apply_latency_seconds_count"] > 0, counts
         old_http = cluster.http_addrs[leader["node_id"]]
         r = await client.pool.request(old_http, "GET", "/metrics", timeout=5.0)
         assert "raftcore_leader_changes_total 2.0" in r.body.decode().splitlines()
