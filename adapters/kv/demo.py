@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import secrets
 import signal
 import sys
@@ -300,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keys < 1 or args.concurrency < 1 or args.nodes < 3:
         parser.error("--keys and --concurrency must be >= 1 and --nodes >= 3")
+    if args.runtime == "trio" and importlib.util.find_spec("trio") is None:
+        # Say so now, not after the nodes fail to start and a leader is awaited.
+        parser.exit(2, "demo: --runtime trio needs trio: pip install 'raftcore[trio]'\n")
 
     say = Narrator()
     cluster = LocalCluster(args.nodes, runtime=args.runtime, keep=args.keep)

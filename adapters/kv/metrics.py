@@ -18,6 +18,7 @@ types right, and gives scrapers the OpenMetrics variant for free.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,10 +60,13 @@ TRANSPORT_GAUGES = ("peers", "queued", "connections_out", "connections_in")
 
 @attrs.define
 class LeadershipStats:
-    """Kept by the node's leadership watcher (``server.log_leadership``)."""
+    """Kept by the node's leadership watcher (``server.log_leadership``), and
+    the leadership transfers this node was asked for, by outcome (``ok`` or
+    the error's name)."""
 
     leader_changes: int = 0
     elections_won: int = 0
+    transfers: Counter[str] = attrs.Factory(Counter)
 
     def observe(self, before: Metrics | None, now: Metrics) -> None:
         if before is None:
@@ -132,6 +136,14 @@ class NodeCollector(Collector):
              m.snapshots_installed),
         ):  # fmt: skip
             yield CounterMetricFamily(f"raftcore_{name}", doc, value=float(value))
+        transfers = CounterMetricFamily(
+            "raftcore_transfers",
+            "leadership transfers asked of this node, by outcome (ok or the error)",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(self.stats.transfers.items()):
+            transfers.add_metric([outcome], float(n))
+        yield transfers
         latency = getattr(self.node, "latency", None)
         for name, h in (latency() if latency is not None else {}).items():
             yield HistogramMetricFamily(

@@ -239,6 +239,12 @@ class KvApi:
         self.catch_up_timeout = catch_up_timeout
 
     async def handle(self, request: Request) -> Response:
+        response = await self._handle(request)
+        # The access log, at debug level (--log-level DEBUG).
+        log.debug("%s %s -> %d", request.method, request.target, response.status)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         op = route(request)
         # Health probes answer without a token (load balancers, orchestrators).
         if self.tokens is not None and not isinstance(op, Probe):
@@ -454,13 +460,22 @@ class KvApi:
         once this node sees the new leader lead."""
         try:
             new = await self.node.transfer_leader(op.to, timeout=self.change_timeout)
-        except InvalidTransfer as e:
+        except ClientError as e:
+            self.leadership.transfers[type(e).__name__] += 1
+            return self._transfer_error(e, target)
+        self.leadership.transfers["ok"] += 1
+        return Response.json(
+            200, {"ok": True, "leader_id": new, "leader_http": self.leader_http(new)}
+        )
+
+    def _transfer_error(self, e: ClientError, target: str) -> Response:
+        if isinstance(e, InvalidTransfer):
             return error_response(409, "invalid_transfer", reason=e.reason)
-        except TransferInProgress as e:
+        if isinstance(e, TransferInProgress):
             return error_response(
                 409, "transfer_in_progress", to=e.to, detail="another transfer is running"
             )
-        except TransferTimeout as e:
+        if isinstance(e, TransferTimeout):
             return error_response(
                 503,
                 "transfer_timeout",
@@ -468,11 +483,7 @@ class KvApi:
                 detail=f"node {e.to} did not take over within {e.timeout:.3g}s; "
                 "the leader serves writes again",
             )
-        except ClientError as e:
-            return self._client_error(e, target)
-        return Response.json(
-            200, {"ok": True, "leader_id": new, "leader_http": self.leader_http(new)}
-        )
+        return self._client_error(e, target)
 
     # -- membership changes --------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -1476,3 +1477,11 @@ def test_latency_histograms_are_cumulative_prometheus_buckets() -> None:
     text = call(node, req("GET", "/metrics")).body.decode().splitlines()
     assert 'raftcore_write_latency_seconds_bucket{le="0.005"} 3.0' in text
     assert "raftcore_write_latency_seconds_count 5.0" in text
+
+
+def test_requests_are_logged_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "raftcore.adapters.kv.server")
+    call(leader_node(), req("GET", "/status"))
+    call(leader_node(), req("GET", "/nope"))
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert lines == ["GET /status -> 200", "GET /nope -> 404"]

@@ -96,7 +96,10 @@ async def scenario(cluster: LocalCluster) -> None:
         assert counts["raftcore_apply_latency_seconds_count"] > 0, counts
         old_http = cluster.http_addrs[leader["node_id"]]
         r = await client.pool.request(old_http, "GET", "/metrics", timeout=5.0)
-        assert "raftcore_leader_changes_total 2.0" in r.body.decode().splitlines()
+        old_lines = r.body.decode().splitlines()
+        assert "raftcore_leader_changes_total 2.0" in old_lines
+        assert 'raftcore_transfers_total{outcome="ok"} 1.0' in old_lines
+        assert 'raftcore_transfers_total{outcome="InvalidTransfer"} 1.0' in lines
         # `status` with a spec naming one follower only still finds the leader
         # (the follower names it) and, through its membership, everyone.
         follower = next(n for n in cluster.nodes if n != target)
