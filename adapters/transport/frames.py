@@ -170,14 +170,32 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: What a TLS failure on an inbound connection usually means, by OpenSSL reason.
+TLS_HINTS = {
+    "WRONG_VERSION_NUMBER": "the peer does not speak TLS (plaintext, or another protocol)",
+    "HTTP_REQUEST": "the peer does not speak TLS (plaintext, or another protocol)",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer showed no certificate",
+    "CERTIFICATE_VERIFY_FAILED": "the certificate is not signed by the cluster CA",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer does not trust this node's CA",
+}
+
+
+def _tls_hint(exc: BaseException) -> str | None:
+    return TLS_HINTS.get(getattr(exc, "reason", None) or "")
+
+
 def describe_error(exc: BaseException | None) -> str:
-    """``"Type: message"``, following an empty wrapper to its cause (trio's SSL errors)."""
+    """``"Type: message"``, following an empty wrapper to its cause (trio's SSL
+    errors); a TLS failure says first what it usually means."""
     if exc is None:
         return "closed"
     text = str(exc)
     if not text and exc.__cause__ is not None:
-        return f"{type(exc).__name__} ({describe_error(exc.__cause__)})"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        inner = describe_error(exc.__cause__)
+        return inner if _tls_hint(exc.__cause__) else f"{type(exc).__name__} ({inner})"
+    hint = _tls_hint(exc)
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{hint} ({described})" if hint else described
 
 
 def reject_reason(exc: RemoteProtocolError, handshaken: bool) -> str:

@@ -97,6 +97,8 @@ async def scenario(cluster: LocalCluster, certs: dict[str, Path]) -> None:
             assert await client.get(f"k{i}") == f"v{i}"
     log = Path(cluster.nodes[2].log_path).read_text()
     assert "certificate-mismatch" in log, log[-3000:]
+    # The plaintext attempt is named for what it is.
+    assert "handshake-failed: the peer does not speak TLS" in log, log[-3000:]
     assert "forged" not in log
 
 
