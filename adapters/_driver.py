@@ -295,6 +295,8 @@ class Driver:
         self.stats = DriverStats()
         #: Latency histograms (``raftcore.adapters._latency``).
         self.latency = new_latencies()
+        #: Append batches waiting for their commit: (last index, when appended).
+        self._appended: deque[tuple[int, float]] = deque()
         #: Run the store's / state machine's calls in a worker thread?
         self.offload_storage: bool = getattr(log_store, "blocking", True)
         self.offload_apply: bool = getattr(state_machine, "blocking", False) or (
@@ -344,15 +346,7 @@ class Driver:
 
     def submit(self, data: Any, resolve: Resolve) -> int:
         """Queue a client write; ``resolve`` is called with its outcome."""
-        start = perf_counter()
-        written = self.latency["write"]
-
-        def timed(result: Any, error: ClientError | None) -> None:
-            if error is None:
-                written.observe(perf_counter() - start)
-            resolve(result, error)
-
-        return self._request(lambda rid: ClientWrite(rid, data), timed)
+        return self._request(lambda rid: ClientWrite(rid, data), resolve)
 
     def submit_change(
         self, change: Change, retain: bool, expected: LogId | None, resolve: Resolve
@@ -481,8 +475,10 @@ class Driver:
                 self._send(cmd.to, cmd.message)
             elif isinstance(cmd, StorageCommand):
                 self.storage_queue.append(cmd)
+                self._track_commit(cmd)
             elif isinstance(cmd, Apply):
                 self.apply_queue.extend(cmd.entries)
+                self._committed_through(cmd.entries[-1].log_id.index)
             elif isinstance(cmd, BuildSnapshot | WriteSnapshotChunk | InstallSnapshot):
                 self.apply_queue.append(cmd)
             elif isinstance(cmd, SendSnapshotChunk):
@@ -499,6 +495,26 @@ class Driver:
                 self.stopped = cmd.reason
                 self.log.error("engine stopped: %s", cmd.reason)
                 self.fail_all(NodeStopped(cmd.reason))
+
+    def _track_commit(self, cmd: StorageCommand) -> None:
+        """Commit latency, per append batch: from its ``AppendLog`` to the
+        ``Apply`` that covers its last entry (dropped if truncated)."""
+        appended = self._appended
+        if type(cmd) is AppendLog:
+            appended.append((cmd.entries[-1].log_id.index, perf_counter()))
+        elif type(cmd) is TruncateLog:
+            while appended and appended[-1][0] >= cmd.since:
+                appended.pop()
+        elif type(cmd) is PurgeLog:  # an installed snapshot replaced them
+            while appended and appended[0][0] <= cmd.upto.index:
+                appended.popleft()
+
+    def _committed_through(self, index: int) -> None:
+        appended = self._appended
+        if appended and appended[0][0] <= index:
+            now, commit = perf_counter(), self.latency["commit"]
+            while appended and appended[0][0] <= index:
+                commit.observe(now - appended.popleft()[1])
 
     def _send_chunk(self, cmd: SendSnapshotChunk) -> None:
         """Read a snapshot chunk (small, from one file) and send it."""

@@ -8,8 +8,8 @@ role, 1 for the current one), term, leader id, last log / committed / applied
 last acknowledgement. Counters: leader changes seen and elections won by
 this node since it started, snapshots built and installed, and the
 transport's frames, bytes, connections, reconnects and refusals.
-Histograms: write latency (as the client sees it), storage flush latency,
-and state machine apply latency.
+Histograms: commit latency (an append batch until committed), storage
+flush latency, and state machine apply latency.
 
 Why ``prometheus-client`` and not a hand-written exposition: it is the
 Prometheus project's own client, keeps the text format's escaping and
@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from raftcore.state import Metrics, Role
 
 LATENCY_DOCS = {
-    "write": "a client write, from write() to its answer (replicated, committed, applied)",
+    "commit": "an append batch, from its append to the commit that covers it",
     "storage_flush": "a storage batch until durable",
     "apply": "a batch of committed entries through the state machine",
 }

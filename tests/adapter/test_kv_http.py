@@ -1473,10 +1473,10 @@ def test_latency_histograms_are_cumulative_prometheus_buckets() -> None:
     assert buckets["+Inf"] == 5.0 == h.count and len(buckets) == len(BUCKETS) + 1
     assert abs(h.sum - 30.2036) < 1e-9
     node = leader_node()
-    node.histograms = {"write": h}
+    node.histograms = {"commit": h}
     text = call(node, req("GET", "/metrics")).body.decode().splitlines()
-    assert 'raftcore_write_latency_seconds_bucket{le="0.005"} 3.0' in text
-    assert "raftcore_write_latency_seconds_count 5.0" in text
+    assert 'raftcore_commit_latency_seconds_bucket{le="0.005"} 3.0' in text
+    assert "raftcore_commit_latency_seconds_count 5.0" in text
 
 
 def test_requests_are_logged_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
@@ -1485,3 +1485,30 @@ def test_requests_are_logged_at_debug_level(caplog: pytest.LogCaptureFixture) ->
     call(leader_node(), req("GET", "/nope"))
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert lines == ["GET /status -> 200", "GET /nope -> 404"]
+
+
+def test_commit_latency_is_per_append_batch_and_forgets_truncated_ones() -> None:
+    from collections import deque
+    from types import SimpleNamespace
+
+    from raftcore.adapters._driver import Driver
+    from raftcore.adapters._latency import new_latencies
+    from raftcore.commands import AppendLog, PurgeLog, TruncateLog
+
+    d: Any = SimpleNamespace(_appended=deque(), latency=new_latencies())
+
+    def append(first: int, last: int) -> AppendLog:
+        entries = tuple(normal(LogId(1, 1, i), b"x") for i in range(first, last + 1))
+        return AppendLog(0, entries)
+
+    for cmd in (append(1, 3), append(4, 5), append(6, 8)):
+        Driver._track_commit(d, cmd)
+    Driver._track_commit(d, TruncateLog(0, 6))  # batch 6..8 is gone
+    Driver._committed_through(d, 4)  # covers batch 1..3 only
+    assert d.latency["commit"].count == 1
+    Driver._committed_through(d, 9)
+    assert d.latency["commit"].count == 2 and not d._appended
+    Driver._track_commit(d, append(9, 9))
+    Driver._track_commit(d, PurgeLog(0, LogId(1, 1, 9)))  # replaced by a snapshot
+    Driver._committed_through(d, 20)
+    assert d.latency["commit"].count == 2
