@@ -56,6 +56,7 @@ class _Inbound:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        #: Set once its Hello is accepted (``None``: still in the handshake).
         self.node_id: NodeId | None = None
 
 
@@ -346,10 +347,12 @@ class AsyncioTcpTransport(TransportCore):
         task = asyncio.current_task()
         assert task is not None
         peername = writer.get_extra_info("peername")
-        pending = sum(1 for c in self._inbound.values() if c.node_id is None)
-        if self._refuse_overflow(pending, peername):
-            _abort(writer)
-            return
+        waiting = [(t, c) for t, c in self._inbound.items() if c.node_id is None]
+        if self._overflow(len(waiting), peername):
+            oldest_task, oldest = waiting[0]  # dicts keep arrival order
+            del self._inbound[oldest_task]  # no longer waiting: never picked twice
+            _abort(oldest.writer)
+            oldest_task.cancel()
         conn = _Inbound(writer)
         self._inbound[task] = conn
         try:
@@ -365,7 +368,7 @@ class AsyncioTcpTransport(TransportCore):
         except Exception:
             self.log.exception("closing connection from %s after an internal error", peername)
         finally:
-            del self._inbound[task]
+            self._inbound.pop(task, None)
             _abort(writer)
 
     async def _serve_inbound(

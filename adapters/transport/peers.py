@@ -431,9 +431,11 @@ class TransportCore:
                 return None
             raise
 
-    def _refuse_overflow(self, pending: int, peername: Any) -> bool:
-        """True (counted, logged at most every ``OVERFLOW_LOG_INTERVAL`` s) if a new
-        inbound connection must be closed at once: ``pending`` already wait for their Hello."""
+    def _overflow(self, pending: int, peername: Any) -> bool:
+        """True (counted, logged at most every ``OVERFLOW_LOG_INTERVAL`` s) if
+        ``pending`` connections already wait for their Hello: the framework
+        half then closes the *oldest* of them to make room, so idle
+        connections (a slow or hostile client) cannot lock peers out."""
         if pending < self.max_pending_handshakes:
             return False
         self.counters["handshake_overflow"] += 1
@@ -444,10 +446,10 @@ class TransportCore:
         else:
             log = self.log.debug
         log(
-            "closing connection from %s: too-many-handshakes: %d connections already wait for"
-            " their Hello (max_pending_handshakes); %d refused so far",
-            describe_peername(peername),
+            "closing the oldest connection waiting for its Hello: too-many-handshakes: "
+            "%d connections wait (max_pending_handshakes), %s is new; %d closed so far",
             pending,
+            describe_peername(peername),
             self.counters["handshake_overflow"],
         )
         return True

@@ -128,7 +128,8 @@ class TrioTcpTransport(TransportCore):
         self._state = "new"  # new -> running -> closed (-> running again on serve)
         self._nursery: trio.Nursery | None = None
         self._deliver: Deliver | None = None
-        self._inbound: set[_Inbound] = set()
+        #: Inbound connections, in arrival order (a dict used as an ordered set).
+        self._inbound: dict[_Inbound, None] = {}
         #: The bound ``"host:port"`` once serving (the real port when 0 was asked for).
         self.listen_address: str | None = None
 
@@ -343,12 +344,13 @@ class TrioTcpTransport(TransportCore):
             peername: Any = tcp.socket.getpeername()
         except OSError:  # pragma: no cover - already gone
             peername = "?"
-        pending = sum(1 for c in self._inbound if c.node_id is None)
-        if self._refuse_overflow(pending, peername):
-            await _close(tcp)
-            return
+        waiting = [c for c in self._inbound if c.node_id is None]
+        if self._overflow(len(waiting), peername):
+            oldest = waiting[0]  # the registry keeps arrival order
+            del self._inbound[oldest]  # no longer waiting: never picked twice
+            oldest.scope.cancel()
         conn = _Inbound()
-        self._inbound.add(conn)
+        self._inbound[conn] = None
         stream: Stream = tcp
         try:
             with conn.scope:
@@ -362,7 +364,7 @@ class TrioTcpTransport(TransportCore):
         except Exception:
             self.log.exception("closing connection from %s after an internal error", peername)
         finally:
-            self._inbound.discard(conn)
+            self._inbound.pop(conn, None)
             await _close(stream)
 
     async def _serve_inbound(self, conn: _Inbound, stream: Stream) -> None:
