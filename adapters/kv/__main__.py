@@ -182,18 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(LOG_LEVELS)} (default INFO)",
     )
 
-    for name, helptext in (
-        ("put", "set KEY to VALUE"),
-        ("get", "print KEY's value"),
-        ("delete", "remove KEY"),
-        ("status", "show every node's status"),
-        ("snapshot", "snapshot every node's state now (each then purges its log)"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        if name not in ("status", "snapshot"):
-            p.add_argument("key")
-        if name == "put":
-            p.add_argument("value")
+    def client_options(p: argparse.ArgumentParser) -> None:
+        """What every client command takes: where the cluster is, how long
+        to try, and the API's token and CA."""
         p.add_argument(
             "--cluster",
             type=_cluster,
@@ -206,6 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--api-token-file", metavar="FILE", help=token_help)
         p.add_argument("--api-ca", metavar="FILE", help=ca_help)
+
+    for name, helptext in (
+        ("put", "set KEY to VALUE"),
+        ("get", "print KEY's value"),
+        ("delete", "remove KEY"),
+        ("status", "show every node's status"),
+        ("snapshot", "snapshot every node's state now (each then purges its log)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name not in ("status", "snapshot"):
+            p.add_argument("key")
+        if name == "put":
+            p.add_argument("value")
+        client_options(p)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -244,19 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the new leader (default: the most up-to-date other voter)",
     )
     for p in (add, promote, remove, transfer):
-        p.add_argument(
-            "--cluster",
-            type=_cluster,
-            required=env_cluster is None,
-            default=env_cluster,
-            help=cluster_help,
-        )
-        p.add_argument(
-            "--timeout", type=_seconds, default=10.0, help="give up after this long (seconds)"
-        )
+        client_options(p)
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
-        p.add_argument("--api-token-file", metavar="FILE", help=token_help)
-        p.add_argument("--api-ca", metavar="FILE", help=ca_help)
     return parser
 
 
